@@ -1,0 +1,438 @@
+package memnet
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Errors returned by the network and its transports. Dial errors are
+// wrapped in a *net.OpError, so test them with errors.Is.
+var (
+	// ErrClosed is returned by operations on a Transport after Shutdown,
+	// or on a Network after Close.
+	ErrClosed = errors.New("memnet: closed")
+	// ErrAddrInUse is returned by NewTransport when a live transport
+	// already holds the address.
+	ErrAddrInUse = errors.New("memnet: address already in use")
+	// ErrBadAddr is returned for an address that is not an IP "host:port".
+	ErrBadAddr = errors.New("memnet: address must be ip:port")
+	// ErrRefused is returned by a dial to an address where no live
+	// transport listens, or whose accept queue is full.
+	ErrRefused = errors.New("memnet: connection refused")
+	// ErrUnreachable is returned by a dial across a crash, partition or
+	// cut link.
+	ErrUnreachable = errors.New("memnet: host unreachable")
+	// ErrReset is returned by reads and writes on a stream broken by a
+	// crash, partition, cut or by the Shutdown of either end.
+	ErrReset = errors.New("memnet: connection reset")
+	// ErrAdvertise is returned by FinalAdvertiseAddr when asked to
+	// advertise an address other than the transport's own.
+	ErrAdvertise = errors.New("memnet: advertise address differs from transport address")
+)
+
+// Default sizes of a transport's queues. Memberlist drains its packet
+// channel in one goroutine that never blocks for long, so the queue only
+// has to absorb bursts.
+const (
+	packetQueue = 4096
+	streamQueue = 128
+)
+
+// Option configures a Network built by New.
+type Option func(*options)
+
+type options struct {
+	seed    int64
+	seeded  bool
+	latency time.Duration
+	loss    float64
+}
+
+// WithSeed makes the loss decisions of the network deterministic: two
+// networks with the same seed that are asked the same questions in the
+// same order drop the same packets. Without it the seed is random.
+// Memberlist's own randomness (probe order, gossip targets) and goroutine
+// scheduling are not covered, so a whole cluster run is not replayable.
+func WithSeed(seed int64) Option {
+	return func(o *options) { o.seed, o.seeded = seed, true }
+}
+
+// WithLatency sets the initial one-way packet latency; see
+// [Network.SetLatency].
+func WithLatency(d time.Duration) Option {
+	return func(o *options) { o.latency = d }
+}
+
+// WithLoss sets the initial share of packets dropped; see
+// [Network.SetLoss].
+func WithLoss(fraction float64) Option {
+	return func(o *options) { o.loss = fraction }
+}
+
+// Network is an in-memory network of transports. It is safe for
+// concurrent use; fault controls take effect at once for new packets,
+// packets still in flight (under latency) and open streams.
+type Network struct {
+	mu          sync.RWMutex
+	nodes       map[string]*Transport // live transports by canonical address
+	crashed     map[string]bool
+	groups      map[string]int // partition group per address, 1-based
+	partitioned bool
+	cuts        map[link]bool // one-way cuts
+	links       map[*pipeLink]struct{}
+	latency     time.Duration
+	loss        float64
+	nextIP      netip.Addr
+	closed      bool
+
+	rngMu sync.Mutex
+	rng   *rand.Rand
+
+	delay delayQueue
+	stats counters
+}
+
+type link struct{ from, to string }
+
+// New returns an empty network.
+func New(opts ...Option) *Network {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if !o.seeded {
+		o.seed = rand.Int64()
+	}
+	n := &Network{
+		nodes:   make(map[string]*Transport),
+		crashed: make(map[string]bool),
+		groups:  make(map[string]int),
+		cuts:    make(map[link]bool),
+		links:   make(map[*pipeLink]struct{}),
+		latency: max(o.latency, 0),
+		loss:    clamp01(o.loss),
+		nextIP:  netip.AddrFrom4([4]byte{10, 0, 0, 1}),
+		rng:     rand.New(rand.NewPCG(uint64(o.seed), 0x6d656d6e6574)), // "memnet"
+	}
+	n.delay.net = n
+	return n
+}
+
+// DefaultPort is the port of the addresses handed out by Allocate; it is
+// memberlist's default port.
+const DefaultPort = 7946
+
+// Allocate returns the next free address "10.x.y.z:7946", counting up
+// from 10.0.0.1. It only reserves nothing: pass the result to
+// NewTransport (NewTransport("") does both).
+func (n *Network) Allocate() string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.allocateLocked()
+}
+
+func (n *Network) allocateLocked() string {
+	for {
+		ip := n.nextIP
+		n.nextIP = ip.Next()
+		if b := ip.As4(); b[3] == 0 || b[3] == 255 {
+			continue // skip network and broadcast-looking addresses
+		}
+		addr := netip.AddrPortFrom(ip, DefaultPort).String()
+		if _, used := n.nodes[addr]; !used {
+			return addr
+		}
+	}
+}
+
+// NewTransport attaches a transport at addr, an "ip:port" such as
+// "10.0.0.1:7946", or at the next free address if addr is "". An address
+// may be reused once the transport holding it has been shut down: that is
+// how a restarted process is modelled. Faults set on the address (Crash,
+// Partition, Cut) stay in force for the new transport.
+func (n *Network) NewTransport(addr string) (*Transport, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		return nil, ErrClosed
+	}
+	if addr == "" {
+		addr = n.allocateLocked()
+	}
+	ap, err := parseAddr(addr)
+	if err != nil {
+		return nil, err
+	}
+	key := ap.String()
+	if _, used := n.nodes[key]; used {
+		return nil, fmt.Errorf("%w: %s", ErrAddrInUse, key)
+	}
+	t := newTransport(n, ap)
+	n.nodes[key] = t
+	return t, nil
+}
+
+// Close shuts down every transport, breaks every stream and drops the
+// packets in flight. The network cannot be used afterwards. Close is
+// idempotent.
+func (n *Network) Close() error {
+	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		return nil
+	}
+	n.closed = true
+	ts := make([]*Transport, 0, len(n.nodes))
+	for _, t := range n.nodes {
+		ts = append(ts, t)
+	}
+	n.mu.Unlock()
+	for _, t := range ts {
+		_ = t.Shutdown()
+	}
+	n.delay.close()
+	return nil
+}
+
+// Crash cuts addr off from the network, as a hung process or a host
+// whose cable was pulled: packets to and from it are silently dropped,
+// dials to and from it fail with ErrUnreachable and its open streams are
+// reset. The transport (and the memberlist on it) keeps running, so it
+// will in turn see every peer fail. The crash is a property of the
+// address: it outlives the transport and applies to a new transport at
+// the same address until Restart.
+func (n *Network) Crash(addr string) {
+	key := canon(addr)
+	n.mu.Lock()
+	n.crashed[key] = true
+	n.mu.Unlock()
+	n.breakUnreachable()
+}
+
+// Restart undoes Crash: addr can talk again to every peer it is not
+// partitioned or cut from. Memberlist on the node will refute its death
+// when it hears of it (peers gossip to dead nodes for
+// GossipToTheDeadTime); a Join forces the merge sooner.
+func (n *Network) Restart(addr string) {
+	key := canon(addr)
+	n.mu.Lock()
+	delete(n.crashed, key)
+	n.mu.Unlock()
+}
+
+// Partition splits the network into the given groups: nodes of different
+// groups cannot exchange packets or open streams, and streams between
+// them are reset. Every address not listed, including transports created
+// later, belongs to one more, implicit group, so Partition([]string{a})
+// isolates a from everyone else. A call replaces the previous partition;
+// Partition() with no groups removes it (cuts stay). An address listed in
+// two groups ends up in the last one.
+func (n *Network) Partition(groups ...[]string) {
+	n.mu.Lock()
+	n.groups = make(map[string]int)
+	for i, g := range groups {
+		for _, a := range g {
+			n.groups[canon(a)] = i + 1
+		}
+	}
+	n.partitioned = len(groups) > 0
+	n.mu.Unlock()
+	n.breakUnreachable()
+}
+
+// Cut drops the traffic of one direction of a link: packets from -> to are
+// silently lost. Streams need both directions, as TCP does for its
+// handshake and acknowledgements, so dials from -> to and to -> from fail
+// with ErrUnreachable and open streams between the two are reset. Packets
+// to -> from still pass.
+func (n *Network) Cut(from, to string) {
+	l := link{canon(from), canon(to)}
+	n.mu.Lock()
+	n.cuts[l] = true
+	n.mu.Unlock()
+	n.breakUnreachable()
+}
+
+// Mend undoes one Cut(from, to).
+func (n *Network) Mend(from, to string) {
+	n.mu.Lock()
+	delete(n.cuts, link{canon(from), canon(to)})
+	n.mu.Unlock()
+}
+
+// Heal removes the partition and every cut. Crashes, loss and latency
+// stay as they are.
+func (n *Network) Heal() {
+	n.mu.Lock()
+	n.groups = make(map[string]int)
+	n.partitioned = false
+	n.cuts = make(map[link]bool)
+	n.mu.Unlock()
+}
+
+// SetLoss makes the network drop the given share (0 to 1) of packets that
+// would otherwise be delivered. Streams are reliable and unaffected, as
+// TCP retransmits for them.
+func (n *Network) SetLoss(fraction float64) {
+	n.mu.Lock()
+	n.loss = clamp01(fraction)
+	n.mu.Unlock()
+}
+
+// SetLatency sets the one-way delay of every packet sent from now on, and
+// of the connection set-up of a stream dial (which waits one round trip,
+// 2*d). Bytes on an open stream are not delayed. Zero delivers packets
+// synchronously within WriteTo.
+func (n *Network) SetLatency(d time.Duration) {
+	n.mu.Lock()
+	n.latency = max(d, 0)
+	n.mu.Unlock()
+}
+
+// Stats is a snapshot of the network's counters since New.
+type Stats struct {
+	PacketsSent      uint64 // WriteTo calls accepted
+	PacketsDelivered uint64 // packets put on a receiver's PacketCh
+	PacketsDropped   uint64 // lost: by SetLoss, a fault, no receiver or a full queue
+	PacketsLost      uint64 // of which dropped by SetLoss
+	BytesSent        uint64
+	BytesDelivered   uint64
+	Dials            uint64 // dial attempts
+	DialsFailed      uint64 // dials that returned an error
+	StreamsReset     uint64 // streams broken by a fault or a Shutdown
+}
+
+type counters struct {
+	packetsSent, packetsDelivered, packetsDropped, packetsLost atomic.Uint64
+	bytesSent, bytesDelivered                                  atomic.Uint64
+	dials, dialsFailed, streamsReset                           atomic.Uint64
+}
+
+// Stats returns the network's counters.
+func (n *Network) Stats() Stats {
+	c := &n.stats
+	return Stats{
+		PacketsSent:      c.packetsSent.Load(),
+		PacketsDelivered: c.packetsDelivered.Load(),
+		PacketsDropped:   c.packetsDropped.Load(),
+		PacketsLost:      c.packetsLost.Load(),
+		BytesSent:        c.bytesSent.Load(),
+		BytesDelivered:   c.bytesDelivered.Load(),
+		Dials:            c.dials.Load(),
+		DialsFailed:      c.dialsFailed.Load(),
+		StreamsReset:     c.streamsReset.Load(),
+	}
+}
+
+// reachableLocked tells whether packets from -> to pass. n.mu must be held.
+func (n *Network) reachableLocked(from, to string) bool {
+	if n.crashed[from] || n.crashed[to] {
+		return false
+	}
+	if n.partitioned && n.groups[from] != n.groups[to] {
+		return false
+	}
+	return !n.cuts[link{from, to}]
+}
+
+// streamableLocked tells whether a stream can live between a and b.
+func (n *Network) streamableLocked(a, b string) bool {
+	return n.reachableLocked(a, b) && n.reachableLocked(b, a)
+}
+
+// lose decides, from the seeded source, whether to drop one packet.
+func (n *Network) lose(loss float64) bool {
+	if loss <= 0 {
+		return false
+	}
+	n.rngMu.Lock()
+	r := n.rng.Float64()
+	n.rngMu.Unlock()
+	return r < loss
+}
+
+// breakUnreachable resets the streams a fault has just separated.
+func (n *Network) breakUnreachable() {
+	var broken []*pipeLink
+	n.mu.Lock()
+	for l := range n.links {
+		if !n.streamableLocked(l.a, l.b) {
+			broken = append(broken, l)
+			delete(n.links, l)
+		}
+	}
+	n.mu.Unlock()
+	for _, l := range broken {
+		l.reset()
+	}
+}
+
+// breakTransport resets the streams with t at either end.
+func (n *Network) breakTransport(t *Transport) {
+	var broken []*pipeLink
+	n.mu.Lock()
+	for l := range n.links {
+		if l.ta == t || l.tb == t {
+			broken = append(broken, l)
+			delete(n.links, l)
+		}
+	}
+	n.mu.Unlock()
+	for _, l := range broken {
+		l.reset()
+	}
+}
+
+func (n *Network) forget(l *pipeLink) {
+	n.mu.Lock()
+	delete(n.links, l)
+	n.mu.Unlock()
+}
+
+// deliver hands a packet to whatever transport holds addr now, if the
+// link from -> to is still open.
+func (n *Network) deliver(from, to string, p packet) {
+	n.mu.RLock()
+	dst := n.nodes[to]
+	ok := dst != nil && n.reachableLocked(from, to)
+	n.mu.RUnlock()
+	if !ok || !dst.enqueue(p) {
+		n.stats.packetsDropped.Add(1)
+		return
+	}
+	n.stats.packetsDelivered.Add(1)
+	n.stats.bytesDelivered.Add(uint64(len(p.buf)))
+}
+
+func parseAddr(addr string) (netip.AddrPort, error) {
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("%w: %q", ErrBadAddr, addr)
+	}
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), nil
+}
+
+// canon returns the canonical form of an address, so that "10.0.0.1:80"
+// and "[::ffff:10.0.0.1]:80" name the same node. Unparsable addresses
+// are kept as they are: they match nothing.
+func canon(addr string) string {
+	ap, err := parseAddr(addr)
+	if err != nil {
+		return addr
+	}
+	return ap.String()
+}
+
+func clamp01(f float64) float64 {
+	return min(max(f, 0), 1)
+}
+
+// udpAddr and tcpAddr are net.Addr values whose String is the address.
+func udpAddr(ap netip.AddrPort) net.Addr { return net.UDPAddrFromAddrPort(ap) }
+func tcpAddr(ap netip.AddrPort) net.Addr { return net.TCPAddrFromAddrPort(ap) }
