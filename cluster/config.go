@@ -1,0 +1,323 @@
+package cluster
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/hashicorp/memberlist"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/carbonkit/carbon/internal/tags"
+	"github.com/carbonkit/carbon/role"
+)
+
+// DefaultPort is the gossip port used when BindAddr or a seed names no port.
+const DefaultPort = 7946
+
+// Default sub-domains, as in the Carbon clustering guide.
+const (
+	SubDomainWorker  = "worker"
+	SubDomainManager = "mgt"
+)
+
+// ManagerMode says how many managers of a sub-domain may write at once.
+type ManagerMode int
+
+const (
+	// ActivePassive (the default): exactly one manager of a sub-domain is
+	// active and writable; the others are read-only stand-bys.
+	ActivePassive ManagerMode = iota
+	// ActiveActive: every live manager is writable. Allowed, but not
+	// generally recommended: concurrent writers must reconcile their
+	// changes themselves.
+	ActiveActive
+)
+
+// String returns "active-passive" or "active-active".
+func (m ManagerMode) String() string {
+	if m == ActiveActive {
+		return "active-active"
+	}
+	return "active-passive"
+}
+
+// Profile is a set of gossip timings.
+type Profile int
+
+const (
+	// ProfileLAN is serf's default LAN timing (failure detection in a few
+	// seconds). The default.
+	ProfileLAN Profile = iota
+	// ProfileLocal is a fast profile for one host or a fast local network
+	// and for tests: on loopback with 10 nodes a crashed node is marked
+	// failed by all within about a second.
+	ProfileLocal
+	// ProfileWAN is memberlist's WAN timing, for members across data centres.
+	ProfileWAN
+)
+
+// String returns "lan", "local" or "wan".
+func (p Profile) String() string {
+	switch p {
+	case ProfileLocal:
+		return "local"
+	case ProfileWAN:
+		return "wan"
+	}
+	return "lan"
+}
+
+// ParseProfile parses "lan", "local" or "wan".
+func ParseProfile(s string) (Profile, error) {
+	switch strings.ToLower(s) {
+	case "", "lan":
+		return ProfileLAN, nil
+	case "local", "fast":
+		return ProfileLocal, nil
+	case "wan":
+		return ProfileWAN, nil
+	}
+	return 0, fmt.Errorf("cluster: unknown timing profile %q (want lan, local or wan)", s)
+}
+
+// Config configures a [Node]. It is passed by value to [Join], which copies
+// what it keeps: changing a Config after Join has no effect. The zero value
+// of every field means the default documented on it; [Join] validates the
+// whole Config before anything starts, and every error names the field.
+type Config struct {
+	// Domain is the cluster: one gossip pool. Required: 1 to 64 characters
+	// of letters, digits, '.', '-' and '_' (e.g. "wso2.as.domain"). Nodes of
+	// another domain are never merged.
+	Domain string
+	// SubDomain is the group within the domain. Default: "worker" for
+	// workers, "mgt" for managers, "" for observers.
+	SubDomain string
+	// Role is role.Worker or role.Manager. Required unless Observer is set,
+	// in which case it must be empty.
+	Role role.Role
+	// Observer joins the domain to see it but not to serve: the node is
+	// never routed to and never elected.
+	Observer bool
+
+	// NodeName is the member's unique name. Default: a random UUID.
+	NodeName string
+	// BindAddr is the "host:port" to listen on for gossip (UDP and TCP).
+	// Default "0.0.0.0:7946"; port 0 picks a free port.
+	BindAddr string
+	// AdvertiseAddr is the "host:port" peers use to reach this node.
+	// Default: derived from BindAddr by memberlist.
+	AdvertiseAddr string
+	// Seeds are well-known members (Carbon's WKA): "host:port", or "host"
+	// for the default port. A DNS name is resolved to all its A/AAAA records
+	// on every attempt. A node whose seeds are not up yet comes up alone and
+	// keeps retrying with backoff until it has contact.
+	Seeds []string
+
+	// Endpoints are the member's service addresses by name: "grpc",
+	// "http", ... Balancers route to them.
+	Endpoints map[string]string
+	// Properties are small free-form key/values (e.g. "weight", "zone").
+	// Endpoints and Properties together must fit in memberlist's 512-byte
+	// metadata; bigger data belongs in a cluster message or an endpoint.
+	Properties map[string]string
+
+	// ManagerMode applies to managers: ActivePassive (default) or ActiveActive.
+	ManagerMode ManagerMode
+	// Quorum, for managers in Active/Passive mode, is the expected number
+	// of managers in the sub-domain. When set, a side of a partition that
+	// sees fewer than a majority (Quorum/2+1) of them has no active manager
+	// and is read-only, instead of electing its own. 0 means no quorum.
+	Quorum int
+
+	// Key enables gossip encryption (AES-GCM) with a 16, 24 or 32-byte key.
+	// Nodes without the key cannot join. Rotate with [Node.InstallKey],
+	// [Node.UseKey] and [Node.RemoveKey].
+	Key []byte
+
+	// Profile selects gossip timings. Default ProfileLAN.
+	Profile Profile
+	// SnapshotPath, when set, is a file where the node records the peers
+	// it knows, so that it rejoins them after a restart.
+	SnapshotPath string
+	// DeferServing keeps the node in the starting state after Join until
+	// [Node.Ready] is called. By default Join leaves it serving.
+	DeferServing bool
+	// ElectionDelay, for managers with Seeds, is how long a manager that
+	// cannot reach any seed waits alone before it elects itself. It keeps
+	// a restarting manager from claiming before it has learned of the
+	// active one. Default: 5 s (1 s with ProfileLocal).
+	ElectionDelay time.Duration
+
+	// Transport replaces the UDP/TCP sockets memberlist opens on BindAddr,
+	// for example with an in-memory network (cluster/clustertest). nil
+	// means real sockets.
+	Transport memberlist.Transport
+
+	// Logger receives the Node's logs, serf's and memberlist's included.
+	// Default: slog.Default().
+	Logger *slog.Logger
+	// MeterProvider and TracerProvider default to the global OpenTelemetry
+	// providers (no-ops unless the application installs an SDK).
+	MeterProvider  metric.MeterProvider
+	TracerProvider trace.TracerProvider
+}
+
+// ErrInvalidConfig is wrapped by every error [Join] returns for a bad Config.
+var ErrInvalidConfig = errors.New("cluster: invalid config")
+
+func configError(field, format string, args ...any) error {
+	return fmt.Errorf("%w: %s: %s", ErrInvalidConfig, field, fmt.Sprintf(format, args...))
+}
+
+var domainRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+
+// normalize validates c and fills in defaults. It returns a copy.
+func (c Config) normalize() (Config, error) {
+	if c.Domain == "" {
+		return c, configError("Domain", "must not be empty")
+	}
+	if !domainRE.MatchString(c.Domain) {
+		return c, configError("Domain", "%q: want 1 to 64 letters, digits, '.', '-' or '_'", c.Domain)
+	}
+	if c.Observer {
+		if c.Role != role.None {
+			return c, configError("Role", "an observer has no role, got %q", c.Role)
+		}
+	} else if !c.Role.Valid() {
+		return c, configError("Role", "unknown role %q (want %q or %q)", string(c.Role), role.Worker, role.Manager)
+	}
+	if c.SubDomain == "" {
+		switch c.Role {
+		case role.Worker:
+			c.SubDomain = SubDomainWorker
+		case role.Manager:
+			c.SubDomain = SubDomainManager
+		}
+	} else if !domainRE.MatchString(c.SubDomain) {
+		return c, configError("SubDomain", "%q: want 1 to 64 letters, digits, '.', '-' or '_'", c.SubDomain)
+	}
+	if c.NodeName == "" {
+		c.NodeName = uuid.NewString()
+	} else if len(c.NodeName) > 128 || strings.ContainsAny(c.NodeName, " \t\n\r") {
+		return c, configError("NodeName", "%q: want at most 128 characters and no white space", c.NodeName)
+	}
+	if c.BindAddr == "" {
+		c.BindAddr = net.JoinHostPort("0.0.0.0", strconv.Itoa(DefaultPort))
+	}
+	if _, _, err := splitAddr(c.BindAddr, DefaultPort); err != nil {
+		return c, configError("BindAddr", "%v", err)
+	}
+	if c.AdvertiseAddr != "" {
+		host, _, err := splitAddr(c.AdvertiseAddr, DefaultPort)
+		if err != nil {
+			return c, configError("AdvertiseAddr", "%v", err)
+		}
+		if net.ParseIP(host) == nil {
+			return c, configError("AdvertiseAddr", "%q: the host must be an IP address", c.AdvertiseAddr)
+		}
+	}
+	c.Seeds = append([]string(nil), c.Seeds...)
+	for i, s := range c.Seeds {
+		if _, _, err := splitAddr(s, DefaultPort); err != nil {
+			return c, configError(fmt.Sprintf("Seeds[%d]", i), "%v", err)
+		}
+	}
+	for name, addr := range c.Endpoints {
+		if name == "" {
+			return c, configError("Endpoints", "an endpoint has an empty name")
+		}
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return c, configError("Endpoints["+name+"]", "%q is not host:port: %v", addr, err)
+		}
+	}
+	c.Endpoints = cloneMap(c.Endpoints)
+	c.Properties = cloneMap(c.Properties)
+	if c.ManagerMode != ActivePassive && c.ManagerMode != ActiveActive {
+		return c, configError("ManagerMode", "unknown mode %d", int(c.ManagerMode))
+	}
+	if c.Quorum < 0 {
+		return c, configError("Quorum", "must not be negative, got %d", c.Quorum)
+	}
+	switch len(c.Key) {
+	case 0, 16, 24, 32:
+		c.Key = append([]byte(nil), c.Key...)
+	default:
+		return c, configError("Key", "got %d bytes, want 16, 24 or 32", len(c.Key))
+	}
+	if c.Profile < ProfileLAN || c.Profile > ProfileWAN {
+		return c, configError("Profile", "unknown profile %d", int(c.Profile))
+	}
+	if c.ElectionDelay < 0 {
+		return c, configError("ElectionDelay", "must not be negative, got %v", c.ElectionDelay)
+	}
+	if c.ElectionDelay == 0 {
+		c.ElectionDelay = 5 * time.Second
+		if c.Profile == ProfileLocal {
+			c.ElectionDelay = time.Second
+		}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c, nil
+}
+
+// splitAddr parses "host:port" or "host" (default port). The host must not
+// be empty; the port must be 0..65535.
+func splitAddr(s string, defPort int) (string, int, error) {
+	if s == "" {
+		return "", 0, errors.New("empty address")
+	}
+	host, portStr, err := net.SplitHostPort(s)
+	if err != nil {
+		// No port: the whole string is a host (an IPv6 literal needs brackets).
+		if strings.Contains(s, ":") && !strings.HasPrefix(s, "[") {
+			return "", 0, fmt.Errorf("%q is not host or host:port: %v", s, err)
+		}
+		host, portStr = strings.Trim(s, "[]"), strconv.Itoa(defPort)
+	}
+	if host == "" {
+		return "", 0, fmt.Errorf("%q has no host", s)
+	}
+	if strings.ContainsAny(host, " /\\@?#") {
+		return "", 0, fmt.Errorf("%q: invalid host %q", s, host)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil || port < 0 || port > 65535 {
+		return "", 0, fmt.Errorf("%q: invalid port %q", s, portStr)
+	}
+	return host, port, nil
+}
+
+func cloneMap(m map[string]string) map[string]string {
+	if m == nil {
+		return nil
+	}
+	c := make(map[string]string, len(m))
+	for k, v := range m {
+		c[k] = v
+	}
+	return c
+}
+
+// roleTag is the compact role of a member's tags.
+func (c *Config) roleTag() string {
+	switch {
+	case c.Observer:
+		return tags.RoleObserver
+	case c.Role == role.Worker:
+		return tags.RoleWorker
+	case c.ManagerMode == ActiveActive:
+		return tags.RoleManagerActive
+	default:
+		return tags.RoleManager
+	}
+}

@@ -1,0 +1,118 @@
+package cluster
+
+import (
+	"hash/fnv"
+
+	"github.com/carbonkit/carbon/role"
+)
+
+// The Active/Passive election.
+//
+// Every member computes the active manager of a sub-domain from its own
+// view with the same rule (see electAll): the alive, non-draining manager
+// whose claim carries the highest epoch. A claim is a tag, so it travels
+// with serf's gossip and survives in the member lists of every peer. Only
+// when no live claim exists does a manager claim: the lowest-named
+// candidate, with an epoch above every epoch it has seen. That makes the
+// choice sticky (a live claimant keeps its place whoever joins) and makes
+// split brains heal by themselves: when two claimants meet, the lower
+// epoch sees the higher one and withdraws.
+//
+// An epoch is round<<16 | disc, where round counts elections and disc is
+// 16 bits of a hash of the claimant's name, so that two managers elected in
+// the same round on the two sides of a partition still hold different
+// epochs and the higher one wins deterministically.
+
+const epochDiscBits = 16
+
+// nextEpoch returns an epoch greater than maxSeen for the named claimant.
+func nextEpoch(maxSeen uint64, name string) uint64 {
+	h := fnv.New32a()
+	h.Write([]byte(name))
+	round := maxSeen>>epochDiscBits + 1
+	return round<<epochDiscBits | uint64(h.Sum32()&(1<<epochDiscBits-1))
+}
+
+// EpochRound returns the election round of an epoch: how many elections
+// its sub-domain had when it was taken.
+func EpochRound(epoch uint64) uint64 { return epoch >> epochDiscBits }
+
+func isManager(m *Member) bool { return m.Role == role.Manager && !m.Observer }
+
+// electAll computes the active manager and its epoch of every sub-domain
+// with managers in members.
+func electAll(members []Member) (map[string]Member, map[string]uint64) {
+	actives := map[string]Member{}
+	epochs := map[string]uint64{}
+	for i := range members {
+		m := &members[i]
+		if !isManager(m) || m.Status != StatusAlive || m.State == Draining {
+			continue
+		}
+		cur, ok := actives[m.SubDomain]
+		if m.ManagerMode == ActiveActive {
+			// Active/Active: any live manager writes; report the lowest
+			// serving name (stable) unless a passive claim already stands.
+			if m.State == Serving && (!ok || (cur.Claim == 0 && m.Name < cur.Name)) {
+				actives[m.SubDomain] = *m
+			}
+			continue
+		}
+		if m.Claim == 0 {
+			continue
+		}
+		if !ok || cur.Claim < m.Claim || (cur.Claim == m.Claim && m.Name < cur.Name) {
+			actives[m.SubDomain] = *m
+			epochs[m.SubDomain] = m.Claim
+		}
+	}
+	return actives, epochs
+}
+
+// quorumMet reports whether self sees a majority of quorum managers of its
+// sub-domain alive (itself included). quorum 0 means no quorum rule.
+func quorumMet(members []Member, self *Member, quorum int) bool {
+	if quorum <= 0 {
+		return true
+	}
+	n := 0
+	for i := range members {
+		m := &members[i]
+		if isManager(m) && m.SubDomain == self.SubDomain && m.Status == StatusAlive {
+			n++
+		}
+	}
+	return n >= quorum/2+1
+}
+
+// decideClaim returns the claim epoch self should advertise, given the
+// members it sees (self included, with its current claim), the highest
+// epoch it has seen, and whether it may start a new claim now.
+func decideClaim(members []Member, self *Member, quorum int, maxSeen uint64, mayClaim bool) uint64 {
+	if self.ManagerMode != ActivePassive || !isManager(self) || self.State == Draining {
+		return 0
+	}
+	if !quorumMet(members, self, quorum) {
+		return 0
+	}
+	actives, _ := electAll(members)
+	cur, ok := actives[self.SubDomain]
+	if ok {
+		if cur.Name == self.Name {
+			return self.Claim
+		}
+		return 0 // someone with a higher epoch claims: withdraw (or stay stand-by)
+	}
+	if !mayClaim {
+		return 0
+	}
+	// No live claim: the lowest-named candidate claims.
+	for i := range members {
+		m := &members[i]
+		if isManager(m) && m.SubDomain == self.SubDomain && m.ManagerMode == ActivePassive &&
+			m.Status == StatusAlive && m.State != Draining && m.Name < self.Name {
+			return 0
+		}
+	}
+	return nextEpoch(maxSeen, self.Name)
+}

@@ -1,0 +1,750 @@
+package cluster
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"reflect"
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+	"github.com/hashicorp/serf/serf"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/carbonkit/carbon/internal/logbridge"
+	"github.com/carbonkit/carbon/internal/tags"
+	"github.com/carbonkit/carbon/role"
+)
+
+// Errors returned by a Node.
+var (
+	// ErrClosed is returned by operations on a Node that was closed.
+	ErrClosed = errors.New("cluster: node is closed")
+	// ErrForeignDomain is returned by Join when a seed belongs to another domain.
+	ErrForeignDomain = errors.New("cluster: foreign domain")
+	// ErrTagsTooLarge is returned by Join when the member's tags do not fit
+	// in memberlist's 512-byte metadata.
+	ErrTagsTooLarge = errors.New("cluster: tags too large")
+)
+
+// Node is this process's membership in one domain. Create one with [Join];
+// a process may hold several Nodes, one per domain. All methods are safe
+// for concurrent use.
+type Node struct {
+	cfg    Config
+	log    *slog.Logger
+	serf   *serf.Serf
+	events chan serf.Event
+	obs    *observability
+
+	// local state, guarded by mu; the loop builds the self member from it.
+	mu       sync.Mutex
+	state    ServingState
+	claim    uint64
+	advHost  string
+	advPort  int
+	closed   bool
+	left     bool
+	maySince time.Time // when the node may claim without contact
+
+	contact   atomic.Bool // some seed was reached (or there are no seeds)
+	joinDone  atomic.Bool // the first join attempt is over
+	writable  atomic.Bool
+	view      atomic.Pointer[View]
+	rejection atomic.Pointer[string] // the last foreign domain the merge delegate saw
+
+	// loop-owned
+	members map[string]Member
+	maxSeen map[string]uint64
+
+	kick  chan struct{}
+	tagCh chan struct{}
+	stop  chan struct{}
+	done  chan struct{}
+	wg    sync.WaitGroup
+
+	watchMu  sync.Mutex
+	watchers map[chan *View]struct{}
+
+	msgs *messenger
+}
+
+// Join starts a Node in cfg.Domain and joins the seeds. It validates cfg
+// first and returns an error wrapping [ErrInvalidConfig] that names the
+// field when it is wrong; nothing is started then. If no seed can be
+// reached, the node comes up alone and keeps retrying in the background
+// with backoff; a seed of another domain fails Join with
+// [ErrForeignDomain]. ctx bounds the first join attempt only.
+func Join(ctx context.Context, cfg Config) (*Node, error) {
+	cfg, err := cfg.normalize()
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{
+		cfg:      cfg,
+		log:      cfg.Logger.With("domain", cfg.Domain, "node", cfg.NodeName),
+		events:   make(chan serf.Event, 4096),
+		members:  map[string]Member{},
+		maxSeen:  map[string]uint64{},
+		kick:     make(chan struct{}, 1),
+		tagCh:    make(chan struct{}, 1),
+		stop:     make(chan struct{}),
+		done:     make(chan struct{}),
+		watchers: map[chan *View]struct{}{},
+	}
+	n.obs = newObservability(n)
+	ctx, span := n.obs.tracer.Start(ctx, "cluster.Join", trace.WithAttributes(
+		attribute.String("carbon.domain", cfg.Domain), attribute.String("carbon.subdomain", cfg.SubDomain),
+		attribute.String("carbon.role", cfg.Role.String())))
+	defer span.End()
+	if err := n.start(ctx); err != nil {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, err.Error())
+		return nil, err
+	}
+	return n, nil
+}
+
+func (n *Node) start(ctx context.Context) error {
+	cfg := &n.cfg
+	sc := serfConfig(cfg.Profile)
+	sc.NodeName = cfg.NodeName
+	sc.EventCh = n.events
+	sc.Logger = logbridge.New(n.log, "serf")
+	sc.MemberlistConfig.Logger = logbridge.New(n.log, "memberlist")
+	sc.LogOutput, sc.MemberlistConfig.LogOutput = nil, nil
+	sc.MemberlistConfig.Name = cfg.NodeName
+	sc.SnapshotPath = cfg.SnapshotPath
+	sc.RejoinAfterLeave = true
+	sc.UserEventSizeLimit = MaxMessageSize + 128
+	sc.Merge = &mergeDelegate{n: n}
+	sc.EnableNameConflictResolution = true
+
+	bindHost, bindPort, _ := splitAddr(cfg.BindAddr, DefaultPort)
+	ml := sc.MemberlistConfig
+	ml.BindAddr, ml.BindPort = bindHost, bindPort
+	ml.AdvertiseAddr, ml.AdvertisePort = "", bindPort
+	if cfg.Transport != nil {
+		ml.Transport = cfg.Transport
+	} else if bindPort == 0 {
+		// Let the OS pick a port and tell memberlist which one it got.
+		nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{
+			BindAddrs: []string{bindHost}, BindPort: 0, Logger: ml.Logger,
+		})
+		if err != nil {
+			return fmt.Errorf("cluster: BindAddr %q: %w", cfg.BindAddr, err)
+		}
+		ml.Transport = nt
+		ml.BindPort, ml.AdvertisePort = nt.GetAutoBindPort(), nt.GetAutoBindPort()
+	}
+	if cfg.AdvertiseAddr != "" {
+		ml.AdvertiseAddr, ml.AdvertisePort, _ = splitAddr(cfg.AdvertiseAddr, DefaultPort)
+	} else if bindHost != "0.0.0.0" && bindHost != "::" {
+		ml.AdvertiseAddr = bindHost
+	}
+	if len(cfg.Key) > 0 {
+		kr, err := memberlist.NewKeyring(nil, cfg.Key)
+		if err != nil {
+			return fmt.Errorf("%w: Key: %v", ErrInvalidConfig, err)
+		}
+		sc.MemberlistConfig.Keyring = kr
+		sc.MemberlistConfig.GossipVerifyIncoming = true
+		sc.MemberlistConfig.GossipVerifyOutgoing = true
+	}
+
+	// Tags are checked before serf starts so the error names our fields.
+	n.advHost = ml.AdvertiseAddr
+	n.state = Starting
+	t := n.tagsLocked()
+	if size := tags.Size(t); size > tags.MaxSize {
+		return fmt.Errorf("%w: Endpoints and Properties encode to %d bytes with the other tags, over memberlist's %d-byte limit (endpoints %d bytes, properties %d bytes); carry big data in a cluster message or an endpoint",
+			ErrTagsTooLarge, size, tags.MaxSize, len(t[tags.KeyEndpoints]), len(t[tags.KeyProps]))
+	}
+	sc.Tags = t
+
+	s, err := serf.Create(sc)
+	if err != nil {
+		if tr, ok := sc.MemberlistConfig.Transport.(*memberlist.NetTransport); ok && cfg.Transport == nil {
+			tr.Shutdown()
+		}
+		return fmt.Errorf("cluster: start serf on %s: %w", cfg.BindAddr, err)
+	}
+	n.serf = s
+	local := s.LocalMember()
+	n.advHost, n.advPort = local.Addr.String(), int(local.Port)
+	n.msgs = newMessenger(n)
+	n.obs.register()
+
+	n.wg.Add(3)
+	go n.loop()
+	go n.tagger()
+	go n.msgs.run()
+
+	n.mu.Lock()
+	n.maySince = time.Now().Add(cfg.ElectionDelay)
+	n.mu.Unlock()
+	if len(cfg.Seeds) == 0 {
+		n.contact.Store(true)
+	} else if err := n.joinSeeds(ctx); err != nil {
+		if rej := n.rejection.Load(); rej != nil {
+			n.Close()
+			return fmt.Errorf("%w: a seed of %v belongs to domain %q, this node to domain %q", ErrForeignDomain, cfg.Seeds, *rej, cfg.Domain)
+		}
+		n.log.Warn("no seed reachable yet; running alone and retrying", "seeds", cfg.Seeds, "err", err)
+	}
+	n.joinDone.Store(true)
+	if len(cfg.Seeds) > 0 {
+		n.wg.Add(1)
+		go n.retryJoin()
+	}
+	if !cfg.DeferServing {
+		n.setState(Serving)
+	}
+	n.poke()
+	return nil
+}
+
+// resolveSeeds resolves every seed to all its addresses.
+func (n *Node) resolveSeeds(ctx context.Context) []string {
+	var out []string
+	for _, s := range n.cfg.Seeds {
+		host, port, _ := splitAddr(s, DefaultPort)
+		if net.ParseIP(host) != nil {
+			out = append(out, net.JoinHostPort(host, strconv.Itoa(port)))
+			continue
+		}
+		ips, err := net.DefaultResolver.LookupIPAddr(ctx, host)
+		if err != nil {
+			n.log.Debug("seed does not resolve", "seed", s, "err", err)
+			continue
+		}
+		for _, ip := range ips {
+			out = append(out, net.JoinHostPort(ip.IP.String(), strconv.Itoa(port)))
+		}
+	}
+	return out
+}
+
+func (n *Node) joinSeeds(ctx context.Context) error {
+	addrs := n.resolveSeeds(ctx)
+	self := net.JoinHostPort(n.advHost, strconv.Itoa(n.advPort))
+	var targets []string
+	for _, a := range addrs {
+		if a != self {
+			targets = append(targets, a)
+		}
+	}
+	if len(targets) == 0 {
+		if len(addrs) > 0 {
+			n.contact.Store(true) // we are the only seed
+			return nil
+		}
+		return errors.New("cluster: no seed resolves")
+	}
+	type result struct {
+		k   int
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		k, err := n.serf.Join(targets, true)
+		ch <- result{k, err}
+	}()
+	select {
+	case r := <-ch:
+		if r.k > 0 {
+			n.contact.Store(true)
+			n.poke()
+			return nil
+		}
+		return r.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// retryJoin keeps joining the seeds, with backoff, whenever the node sees
+// no other alive member.
+func (n *Node) retryJoin() {
+	defer n.wg.Done()
+	base := 100 * time.Millisecond
+	if n.cfg.Profile != ProfileLocal {
+		base = time.Second
+	}
+	backoff := base
+	for {
+		wait := backoff/2 + rand.N(backoff/2+1)
+		t := time.NewTimer(wait)
+		select {
+		case <-n.stop:
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		if n.aliveOthers() > 0 {
+			n.contact.Store(true)
+			backoff = base
+			continue
+		}
+		if !n.mayClaimNow() {
+			n.poke() // the election delay may have passed
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := n.joinSeeds(ctx)
+		cancel()
+		if err == nil && n.aliveOthers() > 0 {
+			backoff = base
+			continue
+		}
+		backoff = min(backoff*2, 30*base)
+	}
+}
+
+func (n *Node) aliveOthers() int {
+	c := 0
+	for _, m := range n.View().members {
+		if m.Name != n.cfg.NodeName && m.Status == StatusAlive {
+			c++
+		}
+	}
+	return c
+}
+
+func (n *Node) poke() {
+	select {
+	case n.kick <- struct{}{}:
+	default:
+	}
+}
+
+// tagsLocked returns the tags for the local state. n.mu must be held (or
+// the Node not yet started).
+func (n *Node) tagsLocked() map[string]string {
+	t := map[string]string{
+		tags.KeyDomain: n.cfg.Domain,
+		tags.KeyRole:   n.cfg.roleTag(),
+		tags.KeyState:  strconv.Itoa(int(n.state)),
+	}
+	if n.cfg.SubDomain != "" {
+		t[tags.KeySubDomain] = n.cfg.SubDomain
+	}
+	if e := tags.EncodeMap(n.cfg.Endpoints, n.advHost); e != "" {
+		t[tags.KeyEndpoints] = e
+	}
+	if p := tags.EncodeMap(n.cfg.Properties, ""); p != "" {
+		t[tags.KeyProps] = p
+	}
+	if n.claim != 0 {
+		t[tags.KeyClaim] = tags.EncodeEpoch(n.claim)
+	}
+	return t
+}
+
+// tagger applies the latest local tags to serf. SetTags waits for the
+// broadcast, so it runs here and never in the event loop.
+func (n *Node) tagger() {
+	defer n.wg.Done()
+	var last map[string]string
+	for {
+		select {
+		case <-n.stop:
+			return
+		case <-n.tagCh:
+		}
+		n.mu.Lock()
+		t := n.tagsLocked()
+		n.mu.Unlock()
+		if reflect.DeepEqual(t, last) {
+			continue
+		}
+		if err := n.serf.SetTags(t); err != nil {
+			n.log.Warn("cannot update tags", "err", err)
+			continue
+		}
+		last = t
+	}
+}
+
+func (n *Node) pushTags() {
+	select {
+	case n.tagCh <- struct{}{}:
+	default:
+	}
+	n.poke()
+}
+
+func (n *Node) setState(s ServingState) {
+	n.mu.Lock()
+	n.state = s
+	if s == Draining {
+		// Stop writing before anyone else can be elected.
+		n.claim = 0
+		n.writable.Store(false)
+	}
+	n.mu.Unlock()
+	n.pushTags()
+}
+
+func (n *Node) mayClaimNow() bool {
+	if !n.joinDone.Load() {
+		return false
+	}
+	if n.contact.Load() {
+		return true
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return !time.Now().Before(n.maySince)
+}
+
+// loop is the one goroutine that reads serf's events: it never blocks on
+// anyone else, so gossip never stalls.
+func (n *Node) loop() {
+	defer n.wg.Done()
+	var timer *time.Timer
+	var timerC <-chan time.Time
+	for {
+		select {
+		case <-n.stop:
+			if timer != nil {
+				timer.Stop()
+			}
+			return
+		case e := <-n.events:
+			n.handle(e)
+			// Take what else is queued, then publish once.
+		drain:
+			for range 256 {
+				select {
+				case e := <-n.events:
+					n.handle(e)
+				default:
+					break drain
+				}
+			}
+		case <-n.kick:
+		case <-timerC:
+			timerC = nil
+		}
+		wait := n.recompute()
+		if wait > 0 && timerC == nil {
+			timer = time.NewTimer(wait)
+			timerC = timer.C
+		}
+	}
+}
+
+func (n *Node) handle(e serf.Event) {
+	switch e := e.(type) {
+	case serf.MemberEvent:
+		n.obs.event(e.Type.String(), len(e.Members))
+		for i := range e.Members {
+			sm := &e.Members[i]
+			if sm.Name == n.cfg.NodeName {
+				continue
+			}
+			if e.Type == serf.EventMemberReap {
+				delete(n.members, sm.Name)
+				continue
+			}
+			if m, ok := memberFromSerf(sm); ok && m.Domain == n.cfg.Domain {
+				n.members[sm.Name] = m
+			}
+		}
+	case serf.UserEvent:
+		n.msgs.deliver(e)
+	case *serf.Query:
+		n.answer(e)
+	}
+}
+
+func (n *Node) selfLocked() Member {
+	return Member{
+		Name:        n.cfg.NodeName,
+		Domain:      n.cfg.Domain,
+		SubDomain:   n.cfg.SubDomain,
+		Role:        n.cfg.Role,
+		Observer:    n.cfg.Observer,
+		ManagerMode: n.cfg.ManagerMode,
+		Addr:        net.JoinHostPort(n.advHost, strconv.Itoa(n.advPort)),
+		Endpoints:   n.cfg.Endpoints,
+		Properties:  n.cfg.Properties,
+		Status:      StatusAlive,
+		State:       n.state,
+		Claim:       n.claim,
+	}
+}
+
+// recompute builds and publishes a new view if anything changed, and runs
+// this node's part of the election. It returns how long to wait before the
+// election must be looked at again (0: no need).
+func (n *Node) recompute() time.Duration {
+	mayClaim := n.mayClaimNow()
+	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		return 0
+	}
+	self := n.selfLocked()
+	list := make([]Member, 0, len(n.members)+1)
+	for _, m := range n.members {
+		list = append(list, m)
+	}
+	list = append(list, self)
+	sort.Slice(list, func(i, j int) bool { return list[i].Name < list[j].Name })
+	selfIdx := sort.Search(len(list), func(i int) bool { return list[i].Name >= self.Name })
+	for _, m := range list {
+		if m.Claim > n.maxSeen[m.SubDomain] {
+			n.maxSeen[m.SubDomain] = m.Claim
+		}
+	}
+	var wait time.Duration
+	if isManager(&self) && !self.Observer {
+		claim := decideClaim(list, &self, n.cfg.Quorum, n.maxSeen[self.SubDomain], mayClaim)
+		if claim != self.Claim {
+			n.log.Info("election", "subdomain", self.SubDomain, "claim", claim, "previous", self.Claim)
+			n.obs.election(self.SubDomain, self.Claim, claim)
+			n.claim = claim
+			self.Claim = claim
+			list[selfIdx] = self
+			if claim > n.maxSeen[self.SubDomain] {
+				n.maxSeen[self.SubDomain] = claim
+			}
+			select {
+			case n.tagCh <- struct{}{}:
+			default:
+			}
+		}
+		if !mayClaim && !n.contact.Load() {
+			wait = time.Until(n.maySince) + time.Millisecond
+		}
+	}
+	actives, epochs := electAll(list)
+	w := false
+	if isManager(&self) && self.State != Draining && quorumMet(list, &self, n.cfg.Quorum) {
+		if self.ManagerMode == ActiveActive {
+			w = true
+		} else if a, ok := actives[self.SubDomain]; ok && a.Name == self.Name {
+			w = true
+		}
+	}
+	n.writable.Store(w)
+	n.mu.Unlock()
+
+	old := n.view.Load()
+	if old != nil && reflect.DeepEqual(old.members, list) {
+		return wait
+	}
+	v := &View{self: self.Name, members: list, actives: actives, epochs: epochs}
+	if old != nil {
+		v.version = old.version + 1
+	} else {
+		v.version = 1
+	}
+	n.view.Store(v)
+	n.publish(v)
+	return wait
+}
+
+func (n *Node) publish(v *View) {
+	n.watchMu.Lock()
+	defer n.watchMu.Unlock()
+	for ch := range n.watchers {
+		// Latest wins: a slow watcher skips views, it never blocks us.
+		select {
+		case <-ch:
+		default:
+		}
+		ch <- v
+	}
+}
+
+// View returns the latest view of the domain.
+func (n *Node) View() *View {
+	if v := n.view.Load(); v != nil {
+		return v
+	}
+	n.mu.Lock()
+	self := n.selfLocked()
+	n.mu.Unlock()
+	return &View{self: self.Name, members: []Member{self}}
+}
+
+// Watch returns a channel that receives the current view and then every
+// new one. A slow reader skips intermediate views (it always gets the
+// latest); it never slows the Node. The channel is closed when ctx ends
+// or the Node closes.
+func (n *Node) Watch(ctx context.Context) <-chan *View {
+	ch := make(chan *View, 1)
+	n.watchMu.Lock()
+	select {
+	case <-n.done:
+		n.watchMu.Unlock()
+		close(ch)
+		return ch
+	default:
+	}
+	n.watchers[ch] = struct{}{}
+	ch <- n.View()
+	n.watchMu.Unlock()
+	go func() {
+		select {
+		case <-ctx.Done():
+		case <-n.done:
+		}
+		n.watchMu.Lock()
+		if _, ok := n.watchers[ch]; ok {
+			delete(n.watchers, ch)
+			close(ch)
+		}
+		n.watchMu.Unlock()
+	}()
+	return ch
+}
+
+// Self returns this node's own member.
+func (n *Node) Self() Member { return n.View().Self() }
+
+// Members returns a snapshot of the domain's members, sorted by name.
+func (n *Node) Members() []Member { return n.View().Members() }
+
+// Name is the node's name.
+func (n *Node) Name() string { return n.cfg.NodeName }
+
+// Domain is the node's domain; it implements role.DomainReporter.
+func (n *Node) Domain() string { return n.cfg.Domain }
+
+// SubDomain is the node's sub-domain.
+func (n *Node) SubDomain() string { return n.cfg.SubDomain }
+
+// Role is the node's role (role.None for an observer); it implements role.State.
+func (n *Node) Role() role.Role { return n.cfg.Role }
+
+// Writable reports whether this node may write now: an active manager (any
+// live manager in Active/Active mode) that is not draining. Workers and
+// observers never are. It implements role.State and costs one atomic load.
+func (n *Node) Writable() bool { return n.writable.Load() }
+
+// Epoch is the fencing token under which this node is writable, 0 if it is
+// not the active manager. It implements role.EpochReporter.
+func (n *Node) Epoch() uint64 {
+	if !n.writable.Load() {
+		return 0
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.claim
+}
+
+// Active returns the active manager of a sub-domain as this node sees it.
+func (n *Node) Active(subDomain string) (Member, bool) { return n.View().Active(subDomain) }
+
+// ActiveEndpoint returns the named endpoint of the active manager of this
+// node's manager sub-domain ("mgt" unless the node is a manager of
+// another). It implements role.ActiveReporter.
+func (n *Node) ActiveEndpoint(name string) (string, bool) {
+	sub := SubDomainManager
+	if n.cfg.Role == role.Manager {
+		sub = n.cfg.SubDomain
+	}
+	m, ok := n.Active(sub)
+	if !ok {
+		return "", false
+	}
+	return m.Endpoint(name)
+}
+
+// Ready marks a node started with Config.DeferServing as serving.
+func (n *Node) Ready(ctx context.Context) error {
+	if err := n.checkOpen(); err != nil {
+		return err
+	}
+	n.mu.Lock()
+	draining := n.state == Draining
+	n.mu.Unlock()
+	if draining {
+		return errors.New("cluster: Ready after Drain")
+	}
+	n.setState(Serving)
+	return ctx.Err()
+}
+
+func (n *Node) checkOpen() error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		return ErrClosed
+	}
+	return nil
+}
+
+// Done is closed when the Node has stopped (after Leave or Close).
+func (n *Node) Done() <-chan struct{} { return n.done }
+
+// Close stops the Node without leaving: peers will mark it failed. It is
+// idempotent and waits for every goroutine of the Node to end.
+func (n *Node) Close() error {
+	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		<-n.done
+		return nil
+	}
+	n.closed = true
+	n.writable.Store(false)
+	n.mu.Unlock()
+	close(n.stop)
+	err := n.serf.Shutdown()
+	n.wg.Wait()
+	n.obs.unregister()
+	n.watchMu.Lock()
+	for ch := range n.watchers {
+		delete(n.watchers, ch)
+		close(ch)
+	}
+	close(n.done)
+	n.watchMu.Unlock()
+	return err
+}
+
+// mergeDelegate keeps members of other domains out of the gossip pool.
+type mergeDelegate struct{ n *Node }
+
+// NotifyMerge implements serf.MergeDelegate; serf calls it for a join's
+// remote state and for every new member learned by gossip.
+func (d *mergeDelegate) NotifyMerge(members []*serf.Member) error {
+	for _, m := range members {
+		if got := m.Tags[tags.KeyDomain]; got != d.n.cfg.Domain {
+			d.n.rejection.Store(&got)
+			d.n.obs.rejected()
+			return fmt.Errorf("%w: member %q is in domain %q, not %q", ErrForeignDomain, m.Name, got, d.n.cfg.Domain)
+		}
+	}
+	return nil
+}
+
+// encodeFrom prefixes a payload with the sender's name.
+func encodeFrom(from string, payload []byte) []byte {
+	b := make([]byte, 0, binary.MaxVarintLen32+len(from)+len(payload))
+	b = binary.AppendUvarint(b, uint64(len(from)))
+	b = append(b, from...)
+	return append(b, payload...)
+}
+
+func decodeFrom(b []byte) (string, []byte, bool) {
+	l, k := binary.Uvarint(b)
+	if k <= 0 || uint64(len(b)-k) < l {
+		return "", nil, false
+	}
+	return string(b[k : k+int(l)]), b[k+int(l):], true
+}

@@ -1,0 +1,93 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/carbonkit/carbon/role"
+)
+
+// Two managers and three workers converge: every node sees five alive
+// members with the right roles and sub-domains, and exactly one manager
+// is active and writable.
+func TestConvergeRolesAndSubDomains(t *testing.T) {
+	var nodes []*Node
+	for i, r := range []role.Role{role.Manager, role.Manager, role.Worker, role.Worker, role.Worker} {
+		cfg := local("carbon.test", r)
+		cfg.NodeName = fmt.Sprintf("n%d", i)
+		cfg.Endpoints = map[string]string{"grpc": fmt.Sprintf("127.0.0.1:%d", 9000+i)}
+		if i > 0 {
+			cfg.Seeds = []string{addrOf(nodes[0])}
+		}
+		nodes = append(nodes, start(t, cfg))
+	}
+	waitFor(t, 10*time.Second, "5 alive members everywhere", converged(nodes, 5))
+	for _, n := range nodes {
+		for _, m := range n.Members() {
+			wantRole, wantSub := role.Worker, SubDomainWorker
+			if m.Name == "n0" || m.Name == "n1" {
+				wantRole, wantSub = role.Manager, SubDomainManager
+			}
+			if m.Role != wantRole || m.SubDomain != wantSub || m.Domain != "carbon.test" || m.Observer {
+				t.Errorf("%s sees %s as %s/%s in %s (observer %v), want %s/%s", n.Name(), m.Name, m.Role, m.SubDomain, m.Domain, m.Observer, wantRole, wantSub)
+			}
+			if m.State != Serving {
+				t.Errorf("%s sees %s %s, want serving", n.Name(), m.Name, m.State)
+			}
+			if got, _ := m.Endpoint("grpc"); got == "" {
+				t.Errorf("%s sees %s without its grpc endpoint", n.Name(), m.Name)
+			}
+		}
+	}
+	waitFor(t, 5*time.Second, "one active manager seen by all", func() bool {
+		a0, ok := nodes[0].Active(SubDomainManager)
+		if !ok {
+			return false
+		}
+		for _, n := range nodes {
+			if a, ok := n.Active(SubDomainManager); !ok || a.Name != a0.Name {
+				return false
+			}
+		}
+		return true
+	})
+	waitFor(t, 5*time.Second, "exactly one writable node, a manager", func() bool {
+		writable := 0
+		for _, n := range nodes {
+			if n.Writable() {
+				writable++
+				if n.Role() != role.Manager {
+					t.Fatalf("%s (%s) is writable", n.Name(), n.Role())
+				}
+			}
+		}
+		return writable == 1
+	})
+}
+
+func TestLeaveAndCloseAreIdempotent(t *testing.T) {
+	a := start(t, local("carbon.test", role.Worker))
+	ctx := context.Background()
+	if err := a.Leave(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Leave(ctx); err != nil {
+		t.Fatalf("second Leave: %v", err)
+	}
+	if err := a.Close(); err != nil {
+		t.Fatalf("Close after Leave: %v", err)
+	}
+	select {
+	case <-a.Done():
+	default:
+		t.Fatal("Done not closed after Leave")
+	}
+	b := start(t, local("carbon.test", role.Worker))
+	b.Close()
+	b.Close()
+	if err := b.Leave(ctx); err != ErrClosed {
+		t.Fatalf("Leave after Close = %v, want ErrClosed", err)
+	}
+}

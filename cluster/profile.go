@@ -1,0 +1,39 @@
+package cluster
+
+import (
+	"time"
+
+	"github.com/hashicorp/memberlist"
+	"github.com/hashicorp/serf/serf"
+)
+
+// serfConfig returns serf's and memberlist's timings for a profile.
+func serfConfig(p Profile) *serf.Config {
+	c := serf.DefaultConfig()
+	switch p {
+	case ProfileLocal:
+		ml := memberlist.DefaultLocalConfig()
+		ml.ProbeInterval = 100 * time.Millisecond
+		ml.ProbeTimeout = 50 * time.Millisecond
+		ml.GossipInterval = 20 * time.Millisecond
+		ml.GossipNodes = 4
+		ml.GossipToTheDeadTime = 2 * time.Second
+		ml.SuspicionMult = 2
+		ml.SuspicionMaxTimeoutMult = 3
+		ml.RetransmitMult = 3
+		ml.PushPullInterval = 2 * time.Second
+		ml.TCPTimeout = time.Second
+		ml.DeadNodeReclaimTime = 500 * time.Millisecond
+		c.MemberlistConfig = ml
+		c.ReapInterval = time.Second
+		c.ReconnectInterval = 500 * time.Millisecond
+		c.ReconnectTimeout = 5 * time.Minute
+		c.TombstoneTimeout = 5 * time.Minute
+		c.LeavePropagateDelay = 50 * time.Millisecond
+		c.BroadcastTimeout = 2 * time.Second
+		c.FlapTimeout = 5 * time.Second
+	case ProfileWAN:
+		c.MemberlistConfig = memberlist.DefaultWANConfig()
+	}
+	return c
+}

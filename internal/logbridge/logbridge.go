@@ -1,0 +1,50 @@
+// Package logbridge turns the log.Logger output of serf and memberlist,
+// lines of the form "[LEVEL] subsystem: message", into log/slog records at
+// the matching level.
+package logbridge
+
+import (
+	"bytes"
+	"context"
+	"log"
+	"log/slog"
+)
+
+// New returns a *log.Logger whose lines go to l at their own level, with
+// the attribute component set to comp.
+func New(l *slog.Logger, comp string) *log.Logger {
+	return log.New(&writer{l: l.With("component", comp)}, "", 0)
+}
+
+type writer struct{ l *slog.Logger }
+
+var levels = []struct {
+	tag   []byte
+	level slog.Level
+}{
+	{[]byte("[TRACE]"), slog.LevelDebug - 4},
+	{[]byte("[DEBUG]"), slog.LevelDebug},
+	{[]byte("[INFO]"), slog.LevelInfo},
+	{[]byte("[WARN]"), slog.LevelWarn},
+	{[]byte("[ERR]"), slog.LevelError},
+	{[]byte("[ERROR]"), slog.LevelError},
+}
+
+// Write implements io.Writer; log.Logger calls it once per line.
+func (w *writer) Write(p []byte) (int, error) {
+	n := len(p)
+	line := bytes.TrimSpace(p)
+	level := slog.LevelInfo
+	for _, lv := range levels {
+		if bytes.HasPrefix(line, lv.tag) {
+			level = lv.level
+			line = bytes.TrimSpace(line[len(lv.tag):])
+			break
+		}
+	}
+	ctx := context.Background()
+	if w.l.Enabled(ctx, level) {
+		w.l.Log(ctx, level, string(line))
+	}
+	return n, nil
+}

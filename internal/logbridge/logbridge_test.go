@@ -1,0 +1,23 @@
+package logbridge
+
+import (
+	"bytes"
+	"log/slog"
+	"strings"
+	"testing"
+)
+
+func TestLevels(t *testing.T) {
+	var buf bytes.Buffer
+	l := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	lg := New(l, "serf")
+	lg.Printf("[WARN] memberlist: refuting a suspect message")
+	lg.Printf("[DEBUG] serf: messageJoinType: x")
+	lg.Printf("no level here")
+	out := buf.String()
+	for _, want := range []string{"level=WARN msg=\"memberlist: refuting a suspect message\" component=serf", "level=DEBUG", "level=INFO msg=\"no level here\""} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+}
