@@ -132,8 +132,9 @@ func (g *Guard) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
 // [Guard.UnaryServerInterceptor]. A write stream is checked when it opens
 // and again on every message it receives: each is a write, and a manager
 // that stops being active mid-stream must stop taking them (RecvMsg then
-// returns the rejection, which the handler is expected to return). What a
-// write handler sends is not checked.
+// drops the message and returns the rejection, which the handler is
+// expected to return). What a write handler sends is not checked, and a
+// write stream that receives nothing more is not cut.
 func (g *Guard) StreamServerInterceptor() grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 		if g.class.IsRead(info.FullMethod) {
@@ -152,11 +153,17 @@ type writeStream struct {
 	method string
 }
 
+// RecvMsg checks after receiving, since the handler is usually blocked in
+// RecvMsg when the node steps down: the message that arrives then is
+// dropped, not handed over.
 func (s *writeStream) RecvMsg(m any) error {
+	if err := s.ServerStream.RecvMsg(m); err != nil {
+		return err
+	}
 	if !s.g.writable() {
 		return s.g.reject(s.Context(), s.method, s.method)
 	}
-	return s.ServerStream.RecvMsg(m)
+	return nil
 }
 
 // HTTP returns middleware that serves reads, and writes on a writable
