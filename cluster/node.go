@@ -11,6 +11,7 @@ import (
 	"reflect"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -32,6 +33,10 @@ var (
 	ErrClosed = errors.New("cluster: node is closed")
 	// ErrForeignDomain is returned by Join when a seed belongs to another domain.
 	ErrForeignDomain = errors.New("cluster: foreign domain")
+	// ErrKeyMismatch is returned by Join when a seed answers but cannot
+	// share gossip with this node: a different key, or encryption on one
+	// side only.
+	ErrKeyMismatch = errors.New("cluster: gossip key mismatch")
 	// ErrTagsTooLarge is returned by Join when the member's tags do not fit
 	// in memberlist's 512-byte metadata.
 	ErrTagsTooLarge = errors.New("cluster: tags too large")
@@ -146,6 +151,13 @@ func (n *Node) start(ctx context.Context) error {
 		}
 		ml.Transport = nt
 		ml.BindPort, ml.AdvertisePort = nt.GetAutoBindPort(), nt.GetAutoBindPort()
+		ok := false
+		defer func() {
+			if !ok {
+				nt.Shutdown()
+			}
+		}()
+		defer func() { ok = n.serf != nil }()
 	}
 	if cfg.AdvertiseAddr != "" {
 		ml.AdvertiseAddr, ml.AdvertisePort, _ = splitAddr(cfg.AdvertiseAddr, DefaultPort)
@@ -174,9 +186,6 @@ func (n *Node) start(ctx context.Context) error {
 
 	s, err := serf.Create(sc)
 	if err != nil {
-		if tr, ok := sc.MemberlistConfig.Transport.(*memberlist.NetTransport); ok && cfg.Transport == nil {
-			tr.Shutdown()
-		}
 		return fmt.Errorf("cluster: start serf on %s: %w", cfg.BindAddr, err)
 	}
 	n.serf = s
@@ -200,6 +209,10 @@ func (n *Node) start(ctx context.Context) error {
 			n.Close()
 			return fmt.Errorf("%w: a seed of %v belongs to domain %q, this node to domain %q", ErrForeignDomain, cfg.Seeds, *rej, cfg.Domain)
 		}
+		if isKeyError(err) {
+			n.Close()
+			return fmt.Errorf("%w: seeds %v refused this node's gossip (check Config.Key): %v", ErrKeyMismatch, cfg.Seeds, err)
+		}
 		n.log.Warn("no seed reachable yet; running alone and retrying", "seeds", cfg.Seeds, "err", err)
 	}
 	n.joinDone.Store(true)
@@ -212,6 +225,14 @@ func (n *Node) start(ctx context.Context) error {
 	}
 	n.poke()
 	return nil
+}
+
+// isKeyError recognises memberlist's errors for a keyring mismatch.
+func isKeyError(err error) bool {
+	s := err.Error()
+	return strings.Contains(s, "no installed keys could decrypt") ||
+		strings.Contains(s, "encryption is not configured") ||
+		strings.Contains(s, "remote state is not encrypted")
 }
 
 // resolveSeeds resolves every seed to all its addresses.
