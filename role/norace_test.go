@@ -1,0 +1,5 @@
+//go:build !race
+
+package role_test
+
+const raceEnabled = false
