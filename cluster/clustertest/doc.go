@@ -1,0 +1,71 @@
+// Package clustertest starts clusters of [cluster.Node] in one process, on
+// an in-memory network or on loopback sockets, and injects faults into
+// them, so that tests can check what a server built on package cluster
+// does under partitions, packet loss and crashes, the way
+// net/http/httptest lets them test a handler.
+//
+// # Starting a cluster
+//
+//	c := clustertest.Start(t, clustertest.Options{},
+//		append(clustertest.Managers(1), clustertest.Workers(3)...)...)
+//	c.Crash("worker-3")
+//	c.Eventually("worker-3 seen failed", 5*time.Second, func() bool {
+//		return c.Sees(nil, cluster.StatusFailed, "worker-3")
+//	})
+//	c.Restart("worker-3")
+//	if err := c.WaitConverged(ctx); err != nil { t.Fatal(err) }
+//
+// [Start] joins every node and waits until the views have converged. Nodes
+// get names from their role ("manager-1", "worker-1", ...) unless their
+// [NodeSpec] names them, the domain "clustertest" unless [Options] says
+// otherwise, and the fast [cluster.ProfileLocal] timings (probe every
+// 100 ms, gossip every 20 ms), so a crash is seen by all in well under a
+// second. [Options.Config] and [NodeSpec.Config] can change any field of
+// the [cluster.Config] before Join.
+//
+// # Networks and faults
+//
+// [InMemory] (the default) runs every node on one in-process network that
+// carries hundreds of nodes on two cores, converges faster than sockets,
+// and takes faults: [Cluster.Partition] and [Cluster.Heal], [Cluster.Cut]
+// one direction of a link, [Cluster.SetLoss] and [Cluster.SetLatency].
+// Packet loss is deterministic under [Options.Seed]; memberlist's own
+// randomness and the scheduler are not, so a run does not replay exactly.
+//
+// [Loopback] runs on real UDP and TCP sockets of 127.0.0.1, as production
+// does. There the network faults fail the test with [ErrNeedsInMemory];
+// [Cluster.Crash], [Cluster.Restart], [Cluster.Drain] and [Cluster.Leave]
+// work on both.
+//
+// A crash cuts the node off the network first (on InMemory) and then
+// closes it without leaving, so its peers find out the way they would in
+// production: by failed probes. [Cluster.Restart] starts a new node with
+// the same name and address, which its peers take back at once.
+//
+// # Waiting
+//
+// Nothing in this package sleeps for a fixed time. [Cluster.WaitFor] polls a
+// condition until it holds or a context ends; [Cluster.Eventually] does the
+// same with a timeout and fails the test. [Cluster.WaitConverged] waits until
+// every running node sees exactly the running nodes of its partition group
+// alive in their own serving state, every other node not alive, and all
+// agree on each sub-domain's active manager; its error names a node whose
+// view is still wrong.
+//
+// # Clean-up and leaks
+//
+// Start and [New] register [Cluster.Stop] with t.Cleanup, then check with
+// go.uber.org/goleak that no goroutine started since the cluster was
+// created is still running, so every test gets leak checks for free. The
+// check cannot tell the cluster's goroutines from those of other tests
+// running in parallel: set [Options.NoLeakCheck] in tests that call
+// t.Parallel.
+//
+// # What it does not do
+//
+// It does not model real network behaviour beyond what memberlist sees:
+// no congestion or MTU on InMemory, and no faults at all on Loopback. A
+// one-way [Cluster.Cut] is not reflected in what WaitConverged expects,
+// as memberlist's indirect probes may keep such a node alive. Clusters are
+// for tests: t may be nil (in Examples), but then failures panic.
+package clustertest
