@@ -1,0 +1,52 @@
+package lb
+
+import (
+	"fmt"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/carbonkit/carbon/cluster"
+)
+
+// Dial returns a gRPC client connection to the routable members of
+// subDomain of n's domain, at their "grpc" endpoint (see [WithEndpoint]),
+// balanced by the policy of [WithPolicy] (LeastLoaded by default). The
+// member list follows n's views: a member that fails, leaves, drains or
+// stops serving gets no new calls once n has seen it.
+//
+// The connection uses insecure transport credentials unless
+// [WithDialOptions] gives others. Close it when done.
+func Dial(n *cluster.Node, subDomain string, opts ...Option) (*grpc.ClientConn, error) {
+	if n == nil {
+		return nil, fmt.Errorf("%w: Dial: nil node", ErrInvalidOption)
+	}
+	if subDomain == "" {
+		return nil, fmt.Errorf("%w: Dial: empty sub-domain", ErrInvalidOption)
+	}
+	o, err := buildOptions("grpc", opts)
+	if err != nil {
+		return nil, err
+	}
+	s := newState(o, subDomain, "grpc")
+	return newClient(&resolverBuilder{n: n, s: s}, subDomain, o)
+}
+
+// serviceConfig is the channel's service config for policy p.
+func serviceConfig(p Policy) string {
+	return fmt.Sprintf(`{"loadBalancingConfig":[{%q:{}}]}`, p.balancerName())
+}
+
+func newClient(rb *resolverBuilder, subDomain string, o *options) (*grpc.ClientConn, error) {
+	registerBalancers()
+	dopts := append([]grpc.DialOption{
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithResolvers(rb),
+		grpc.WithDefaultServiceConfig(serviceConfig(o.policy)),
+	}, o.dialOpts...)
+	cc, err := grpc.NewClient(Scheme+":///"+subDomain, dopts...)
+	if err != nil {
+		return nil, fmt.Errorf("lb: Dial %q: %w", subDomain, err)
+	}
+	return cc, nil
+}

@@ -1,0 +1,101 @@
+package lb
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+)
+
+func TestSpreadAcrossWorkers(t *testing.T) {
+	c := startWorkers(t, 3)
+	for _, p := range []Policy{RoundRobin, LeastLoaded} {
+		t.Run(p.String(), func(t *testing.T) {
+			cc, err := Dial(c.observer, "worker", WithPolicy(p), WithLogger(testLogger()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cc.Close()
+			get(t, cc, 3, nil) // connect
+			// Wait for all three connections to be in service.
+			waitFor(t, 10*time.Second, "calls on every worker", func() bool {
+				resetCounts(c.workers)
+				get(t, cc, 30, nil)
+				for _, n := range counts(c.workers) {
+					if n == 0 {
+						return false
+					}
+				}
+				return true
+			})
+			resetCounts(c.workers)
+			// Least-loaded spreads by in-flight calls: send them 6 at a time.
+			const calls, par = 300, 6
+			var wg sync.WaitGroup
+			for range par {
+				wg.Add(1)
+				go func() { defer wg.Done(); get(t, cc, calls/par, nil) }()
+			}
+			wg.Wait()
+			for name, n := range counts(c.workers) {
+				lo, hi := int64(calls/3*0.4), int64(calls/3*1.6)
+				if p == RoundRobin {
+					lo, hi = calls/3*0.9, calls/3*1.1
+				}
+				if n < lo || n > hi {
+					t.Errorf("%s: %s served %d of %d calls, want %d..%d", p, name, n, calls, lo, hi)
+				}
+			}
+		})
+	}
+}
+
+// TestViewChangesStopCalls: a worker that crashes (its node stops but its
+// gRPC server still answers), drains or leaves gets no new calls once the
+// client's view has changed, though its server is still up.
+func TestViewChangesStopCalls(t *testing.T) {
+	for _, how := range []string{"crash", "drain", "leave"} {
+		t.Run(how, func(t *testing.T) {
+			c := startWorkers(t, 3)
+			cc, err := Dial(c.observer, "worker", WithPolicy(RoundRobin), WithLogger(testLogger()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cc.Close()
+			get(t, cc, 30, nil)
+			gone := c.workers[1]
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			switch how {
+			case "crash":
+				_ = gone.node.Close()
+			case "drain":
+				if err := gone.node.Drain(ctx); err != nil {
+					t.Fatalf("Drain: %v", err)
+				}
+			case "leave":
+				if err := gone.node.Leave(ctx); err != nil {
+					t.Fatalf("Leave: %v", err)
+				}
+			}
+			c.waitRoutable(t, c.observer, "worker", 2)
+			// The picker follows the view asynchronously: wait for it.
+			waitFor(t, 5*time.Second, "the picker to drop "+gone.name, func() bool {
+				before := gone.calls.Load()
+				get(t, cc, 10, nil)
+				return gone.calls.Load() == before
+			})
+			resetCounts(c.workers)
+			get(t, cc, 100, nil)
+			got := counts(c.workers)
+			if got[gone.name] != 0 {
+				t.Errorf("%s worker served %d calls after the view changed: %v", how, got[gone.name], got)
+			}
+			if got["w0"] == 0 || got["w2"] == 0 {
+				t.Errorf("remaining workers not both used: %v", got)
+			}
+			_ = fmt.Sprint()
+		})
+	}
+}
