@@ -61,10 +61,20 @@ type nginxProc struct {
 
 func (p *nginxProc) args() []string { return []string{"-p", p.dir, "-c", p.conf} }
 
+// markTemplate adds to DefaultTemplate a variable per upstream that lists
+// its servers, which the test server sends back in X-Upstream-Servers: the
+// tests see which configuration served a request.
+const markTemplate = DefaultTemplate + `{{range .Upstreams}}
+map $pid $carbon_{{.Name}} { default "{{range $i, $s := .Servers}}{{if $i}} {{end}}{{$s.Name}}{{if $s.Backup}}(backup){{end}}{{end}}"; }
+{{end}}`
+
 // fileWriter returns a FileWriter for p's upstream file with template tmpl
-// ("" for the default).
+// ("" for DefaultTemplate plus the marks tests use).
 func (p *nginxProc) fileWriter(t testing.TB, tmpl string) *FileWriter {
 	t.Helper()
+	if tmpl == "" {
+		tmpl = markTemplate
+	}
 	w, err := NewFileWriter(FileConfig{Path: p.upstreams, Template: tmpl, Command: p.bin, Args: p.args()})
 	if err != nil {
 		t.Fatal(err)
@@ -79,7 +89,7 @@ func startNginx(t testing.TB, name string) *nginxProc {
 	bin := needNginx(t)
 	dir := t.TempDir()
 	p := &nginxProc{bin: bin, dir: dir, conf: filepath.Join(dir, "nginx.conf"), upstreams: filepath.Join(dir, "upstreams.conf")}
-	initial := fmt.Sprintf("upstream %s { server 127.0.0.1:1 down; }\n", name)
+	initial := fmt.Sprintf("upstream %s { server 127.0.0.1:1 down; }\nmap $pid $carbon_%s { default \"\"; }\n", name, name)
 	if err := os.WriteFile(p.upstreams, []byte(initial), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -111,6 +121,7 @@ http {
             proxy_pass http://%[5]s;
             proxy_connect_timeout 1s;
             add_header X-Nginx-Pid $pid always;
+            add_header X-Upstream-Servers $carbon_%[5]s always;
         }
     }
 }
@@ -173,23 +184,32 @@ func (p *nginxProc) workers() []int {
 	return out
 }
 
-// waitReloaded waits until none of the workers in before runs any more and
-// a new one does: every new connection is then served by the new
-// configuration.
-func (p *nginxProc) waitReloaded(t testing.TB, before []int) {
+// waitServing waits until Nginx runs only a worker whose configuration
+// has exactly the servers want (backups suffixed "(backup)"): every new
+// connection is then served with it.
+func (p *nginxProc) waitServing(t testing.TB, want ...string) {
 	t.Helper()
-	waitFor(t, 10*time.Second, "nginx to replace its workers after a reload", func() bool {
-		now := p.workers()
-		if len(now) == 0 {
-			return false
-		}
-		for _, w := range before {
-			if slices.Contains(now, w) || processExists(w) {
-				return false
+	w := strings.Join(want, " ")
+	var last string
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := client.Get("http://" + p.addr + "/")
+		if err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			last = resp.Header.Get("X-Upstream-Servers")
+			pid, _ := strconv.Atoi(resp.Header.Get("X-Nginx-Pid"))
+			if last == w && slices.Equal(p.workers(), []int{pid}) {
+				return
 			}
+		} else {
+			last = err.Error()
 		}
-		return true
-	})
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for nginx to serve upstream [%s]; it serves [%s], workers %v", w, last, p.workers())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 func processExists(pid int) bool {

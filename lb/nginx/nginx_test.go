@@ -51,10 +51,9 @@ func startWorkers(t *testing.T) *workerCluster {
 		t.Fatal(err)
 	}
 	wc.c = c
-	before := ng.workers()
 	runController(t, c)
 	waitServers(t, c, "workers", "w1", "w2", "w3")
-	ng.waitReloaded(t, before)
+	ng.waitServing(t, "w1", "w2", "w3")
 	return wc
 }
 
@@ -79,12 +78,11 @@ func TestRequestsReachOnlyLiveServingWorkers(t *testing.T) {
 	}
 
 	// w4 becomes ready: it joins the upstream and gets requests.
-	before := wc.ng.workers()
 	if err := wc.nodes["w4"].Ready(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	waitServers(t, wc.c, "workers", "w1", "w2", "w3", "w4")
-	wc.ng.waitReloaded(t, before)
+	wc.ng.waitServing(t, "w1", "w2", "w3", "w4")
 	if got := wc.ng.spread(t, 50); got["w4"] != 10 {
 		t.Errorf("after w4 is ready, requests by backend = %v, want w4:10", got)
 	}
@@ -98,10 +96,9 @@ func TestCrashedWorkerLeavesUpstream(t *testing.T) {
 	// Crash w3's membership but keep its HTTP server up: only the
 	// controller can make Nginx stop sending to it (Nginx itself would
 	// see a healthy backend).
-	before := wc.ng.workers()
 	wc.nodes["w3"].Close()
 	waitServers(t, wc.c, "workers", "w1", "w2")
-	wc.ng.waitReloaded(t, before)
+	wc.ng.waitServing(t, "w1", "w2")
 	hits := wc.backends["w3"].hits.Load()
 	got := wc.ng.spread(t, 60)
 	if n := wc.backends["w3"].hits.Load() - hits; n != 0 || got["w3"] != 0 {
@@ -114,7 +111,6 @@ func TestCrashedWorkerLeavesUpstream(t *testing.T) {
 
 func TestDrainedWorkerLeavesUpstreamBeforeItStops(t *testing.T) {
 	wc := startWorkers(t)
-	before := wc.ng.workers()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := wc.nodes["w1"].Drain(ctx); err != nil {
@@ -124,7 +120,7 @@ func TestDrainedWorkerLeavesUpstreamBeforeItStops(t *testing.T) {
 	// coalescing delay plus a reload, w1 is out of the upstream, while it
 	// is still a live member that has not left.
 	waitServers(t, wc.c, "workers", "w2", "w3")
-	wc.ng.waitReloaded(t, before)
+	wc.ng.waitServing(t, "w2", "w3")
 	if m, ok := wc.obs.View().Member("w1"); !ok || m.Status != cluster.StatusAlive || m.State != cluster.Draining {
 		t.Fatalf("w1 as the observer sees it = %+v, want alive and draining", m)
 	}
@@ -142,7 +138,7 @@ func TestManagerWritesFollowFailover(t *testing.T) {
 	ng := startNginx(t, "mgt")
 	b1, b2 := startBackend(t, "m1"), startBackend(t, "m2")
 	m1 := member(t, "m1", role.Manager, b1, nil, nil)
-	// m1 alone elects itself after ElectionDelay; m2 joins it then.
+	// m1 alone elects itself; m2 joins it then.
 	waitFor(t, 10*time.Second, "m1 to be active", func() bool { return m1.Writable() })
 	m2 := member(t, "m2", role.Manager, b2, m1, nil)
 	obs := observer(t, m1)
@@ -155,27 +151,41 @@ func TestManagerWritesFollowFailover(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	before := ng.workers()
 	runController(t, c)
-	waitServers(t, c, "mgt", "m1", "m2(backup)")
-	ng.waitReloaded(t, before)
+	var active, standby *cluster.Node
+	waitFor(t, 10*time.Second, "the observer to see an active manager and a stand-by", func() bool {
+		a, ok := obs.View().Active(cluster.SubDomainManager)
+		if !ok || len(obs.View().Alive(cluster.SubDomainManager)) != 2 {
+			return false
+		}
+		active, standby = m1, m2
+		if a.Name == "m2" {
+			active, standby = m2, m1
+		}
+		return active.Writable() && !standby.Writable()
+	})
+	want := []string{"m1", "m2(backup)"}
+	if active == m2 {
+		want = []string{"m1(backup)", "m2"}
+	}
+	waitServers(t, c, "mgt", want...)
+	ng.waitServing(t, want...)
 	conf, _ := os.ReadFile(ng.upstreams)
-	if !strings.Contains(string(conf), b2.addr+" backup;") || !strings.Contains(string(conf), "zone mgt 64k;") {
+	if !strings.Contains(string(conf), " backup; # "+standby.Name()) || !strings.Contains(string(conf), "zone mgt 64k;") {
 		t.Errorf("rendered file lacks the backup stand-by or the zone:\n%s", conf)
 	}
-	if got := ng.spread(t, 20); got["m1"] != 20 {
-		t.Errorf("writes by manager = %v, want all 20 on the active m1", got)
+	if got := ng.spread(t, 20); got[active.Name()] != 20 {
+		t.Errorf("writes by manager = %v, want all 20 on the active %s", got, active.Name())
 	}
 
 	// The active crashes (its HTTP server stays up, so only the controller
-	// can move the traffic); m2 takes over and the writes follow.
-	before = ng.workers()
-	m1.Close()
-	waitFor(t, 10*time.Second, "m2 to become active", func() bool { return m2.Writable() })
-	waitServers(t, c, "mgt", "m2")
-	ng.waitReloaded(t, before)
-	if got := ng.spread(t, 20); got["m2"] != 20 {
-		t.Errorf("writes after failover = %v, want all 20 on the new active m2", got)
+	// can move the traffic); the stand-by takes over and the writes follow.
+	active.Close()
+	waitFor(t, 10*time.Second, "the stand-by to become active", func() bool { return standby.Writable() })
+	waitServers(t, c, "mgt", standby.Name())
+	ng.waitServing(t, standby.Name())
+	if got := ng.spread(t, 20); got[standby.Name()] != 20 {
+		t.Errorf("writes after failover = %v, want all 20 on the new active %s", got, standby.Name())
 	}
 }
 
