@@ -3,6 +3,7 @@ package role
 import (
 	"fmt"
 	"net/http"
+	"net/url"
 	"path"
 	"strings"
 )
@@ -79,13 +80,8 @@ func (c *Classifier) IsReadRequest(r *http.Request) bool {
 			return true
 		}
 	}
-	var p string
-	pathOK := false
-	if len(c.routes) > 0 && r.URL != nil {
-		p = r.URL.Path
-		pathOK = cleanPath(p) && !hasEncodedSlash(r.URL.RawPath)
-	}
-	if !c.methodRead(r.Method, false, p, pathOK) {
+	pc := &pathCheck{u: r.URL}
+	if !c.methodRead(r.Method, false, pc) {
 		return false
 	}
 	upgrade := false
@@ -93,7 +89,7 @@ func (c *Classifier) IsReadRequest(r *http.Request) bool {
 		switch {
 		case isOverrideHeader(k):
 			for _, v := range vs {
-				if !c.listRead(v, p, pathOK) {
+				if !c.listRead(v, pc) {
 					return false
 				}
 			}
@@ -109,23 +105,47 @@ func (c *Classifier) IsReadRequest(r *http.Request) bool {
 			}
 		}
 	}
-	if upgrade && !c.routeAllows(r.Method, false, p, pathOK) {
+	if upgrade && !c.routeAllows(r.Method, false, pc) {
 		return false
 	}
-	if r.URL != nil && !c.queryRead(r.URL.RawQuery, p, pathOK) {
+	if r.URL != nil && mayClaim(r.URL.RawQuery) && !c.queryRead(r.URL.RawQuery, pc) {
 		return false
 	}
 	for _, v := range r.Form["_method"] {
-		if !c.listRead(v, p, pathOK) {
+		if !c.listRead(v, pc) {
 			return false
 		}
 	}
 	return true
 }
 
+// pathCheck computes, on first use only, whether route rules may apply
+// to a request's path.
+type pathCheck struct {
+	u        *url.URL
+	done, ok bool
+}
+
+func (pc *pathCheck) get() (string, bool) {
+	if !pc.done {
+		pc.done = true
+		pc.ok = pc.u != nil && cleanPath(pc.u.Path) && !hasEncodedSlash(pc.u.RawPath)
+	}
+	if !pc.ok {
+		return "", false
+	}
+	return pc.u.Path, true
+}
+
+// mayClaim is a fast pre-check: a query without "_" or "%" has no
+// _method parameter.
+func mayClaim(q string) bool {
+	return strings.IndexByte(q, '_') >= 0 || strings.IndexByte(q, '%') >= 0
+}
+
 // methodRead reports whether method m, on path p, is a read. fold is set
 // for claimed methods, which frameworks upper-case before use.
-func (c *Classifier) methodRead(m string, fold bool, p string, pathOK bool) bool {
+func (c *Classifier) methodRead(m string, fold bool, pc *pathCheck) bool {
 	if fold {
 		if asciiEqualFold(m, http.MethodGet) || asciiEqualFold(m, http.MethodHead) || asciiEqualFold(m, http.MethodOptions) {
 			return true
@@ -133,11 +153,15 @@ func (c *Classifier) methodRead(m string, fold bool, p string, pathOK bool) bool
 	} else if m == http.MethodGet || m == http.MethodHead || m == http.MethodOptions {
 		return true
 	}
-	return c.routeAllows(m, fold, p, pathOK)
+	return c.routeAllows(m, fold, pc)
 }
 
-func (c *Classifier) routeAllows(m string, fold bool, p string, pathOK bool) bool {
-	if !pathOK {
+func (c *Classifier) routeAllows(m string, fold bool, pc *pathCheck) bool {
+	if len(c.routes) == 0 {
+		return false
+	}
+	p, ok := pc.get()
+	if !ok {
 		return false
 	}
 	for _, rt := range c.routes {
@@ -153,12 +177,12 @@ func (c *Classifier) routeAllows(m string, fold bool, p string, pathOK bool) boo
 
 // listRead reports whether every method of the comma-separated list v is
 // a read. Empty elements claim nothing.
-func (c *Classifier) listRead(v string, p string, pathOK bool) bool {
+func (c *Classifier) listRead(v string, pc *pathCheck) bool {
 	for v != "" {
 		var tok string
 		tok, v, _ = strings.Cut(v, ",")
 		tok = trimOWS(tok)
-		if tok != "" && !c.methodRead(tok, true, p, pathOK) {
+		if tok != "" && !c.methodRead(tok, true, pc) {
 			return false
 		}
 	}
@@ -169,7 +193,7 @@ func (c *Classifier) listRead(v string, p string, pathOK bool) bool {
 // claims reads only. Pairs are split on "&" and ";" (some frameworks
 // accept both), names and values are percent-decoded, and names are
 // compared without regard to case.
-func (c *Classifier) queryRead(q string, p string, pathOK bool) bool {
+func (c *Classifier) queryRead(q string, pc *pathCheck) bool {
 	for q != "" {
 		var pair string
 		if i := strings.IndexAny(q, "&;"); i >= 0 {
@@ -181,7 +205,7 @@ func (c *Classifier) queryRead(q string, p string, pathOK bool) bool {
 		if !unescapedEqualFold(k, "_method") {
 			continue
 		}
-		if !c.escapedListRead(v, p, pathOK) {
+		if !c.escapedListRead(v, pc) {
 			return false
 		}
 	}
@@ -191,7 +215,7 @@ func (c *Classifier) queryRead(q string, p string, pathOK bool) bool {
 // escapedListRead is listRead over a percent-encoded value, decoding into
 // a small stack buffer: no method is longer than it, so an element that
 // overflows it is not a read.
-func (c *Classifier) escapedListRead(v string, p string, pathOK bool) bool {
+func (c *Classifier) escapedListRead(v string, pc *pathCheck) bool {
 	var buf [32]byte
 	n, over := 0, false
 	for i := 0; ; {
@@ -202,7 +226,7 @@ func (c *Classifier) escapedListRead(v string, p string, pathOK bool) bool {
 		}
 		if end || b == ',' {
 			tok := trimOWS(string(buf[:n]))
-			if over || (tok != "" && !c.methodRead(tok, true, p, pathOK)) {
+			if over || (tok != "" && !c.methodRead(tok, true, pc)) {
 				return false
 			}
 			if end {
