@@ -204,7 +204,8 @@ func (p *picker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
 	if x.policy == ConsistentHash {
 		key, hasKey = keyFrom(info.Ctx)
 	}
-	i := x.pick(key, hasKey, -1)
+	var now int64
+	i := x.pick(key, hasKey, -1, &now)
 	if i < 0 {
 		return balancer.PickResult{}, balancer.ErrNoSubConnAvailable
 	}
@@ -224,7 +225,7 @@ func (p *picker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
 	case p.latency || child != nil:
 		var start int64
 		if p.latency {
-			start = s.now()
+			start = x.clock(&now)
 		}
 		res.Done = func(di balancer.DoneInfo) {
 			s.finish(st, start, s.grpcFailure(di.Err), di.Err != nil)

@@ -267,3 +267,8 @@ func buildOptions(defEndpoint string, opts []Option) (*options, error) {
 	}
 	return o, nil
 }
+
+// withSeams replaces the clock and the random source (tests).
+func withSeams(clock func() int64, rnd func() uint64) Option {
+	return func(o *options) { o.clock, o.rand = clock, rnd }
+}

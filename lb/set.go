@@ -175,8 +175,16 @@ func appendUint(b []byte, v uint64) []byte {
 	return append(b, t[i:]...)
 }
 
+// clock returns the time of the pick, reading the clock at most once.
+func (x *set) clock(t *int64) int64 {
+	if *t == 0 {
+		*t = x.s.now()
+	}
+	return *t
+}
+
 // usable reports whether member i may take a call: not skipped, not ejected.
-func (x *set) usable(i, skip int) bool {
+func (x *set) usable(i, skip int, t *int64) bool {
 	if i == skip {
 		return false
 	}
@@ -185,7 +193,7 @@ func (x *set) usable(i, skip int) bool {
 	if u == 0 {
 		return true
 	}
-	if u > x.s.now() {
+	if u > x.clock(t) {
 		return false
 	}
 	st.ejected.CompareAndSwap(u, 0) // back in service
@@ -194,7 +202,7 @@ func (x *set) usable(i, skip int) bool {
 
 // admit applies slow start: a member warming up takes a call with a
 // probability growing from 10% to 100% over the window.
-func (x *set) admit(i int) bool {
+func (x *set) admit(i int, t *int64) bool {
 	if !x.anySlow {
 		return true
 	}
@@ -202,7 +210,7 @@ func (x *set) admit(i int) bool {
 	if e.slowUntil == 0 {
 		return true
 	}
-	now := x.s.now()
+	now := x.clock(t)
 	if now >= e.slowUntil {
 		return true
 	}
@@ -214,7 +222,7 @@ func (x *set) admit(i int) bool {
 // returns -1 only when the set is empty or skip was its only member. A
 // member in slow start or ejected is passed over, but if every member is
 // ejected one is chosen anyway: calls are better tried than failed.
-func (x *set) pick(key string, hasKey bool, skip int) int {
+func (x *set) pick(key string, hasKey bool, skip int, t *int64) int {
 	n := len(x.e)
 	if n == 0 || (n == 1 && skip == 0) {
 		return -1
@@ -223,36 +231,36 @@ func (x *set) pick(key string, hasKey bool, skip int) int {
 	case RoundRobin:
 		for range 2 * n {
 			i := x.nextRR()
-			if x.usable(i, skip) && x.admit(i) {
+			if x.usable(i, skip, t) && x.admit(i, t) {
 				return i
 			}
 		}
 	case ConsistentHash:
 		if hasKey {
-			if i := x.bounded(x.ringStart(key), skip, true); i >= 0 {
+			if i := x.bounded(x.ringStart(key), skip, true, t); i >= 0 {
 				return i
 			}
 			break
 		}
-		if i := x.p2c(skip); i >= 0 {
+		if i := x.p2c(skip, t); i >= 0 {
 			return i
 		}
 	case ActiveFirst:
 		for _, i := range x.order {
-			if x.usable(int(i), skip) {
+			if x.usable(int(i), skip, t) {
 				return int(i)
 			}
 		}
 	case Nearest:
-		if i := x.bounded(0, skip, false); i >= 0 {
+		if i := x.bounded(0, skip, false, t); i >= 0 {
 			return i
 		}
 	default:
-		if i := x.p2c(skip); i >= 0 {
+		if i := x.p2c(skip, t); i >= 0 {
 			return i
 		}
 	}
-	return x.any(skip)
+	return x.any(skip, t)
 }
 
 func (x *set) nextRR() int {
@@ -265,11 +273,11 @@ func (x *set) nextRR() int {
 
 // any returns the first usable member from a random start, or any member
 // but skip if none is usable.
-func (x *set) any(skip int) int {
+func (x *set) any(skip int, t *int64) int {
 	n := len(x.e)
 	start := int(x.s.o.rand() % uint64(n))
 	for j := range n {
-		if i := (start + j) % n; x.usable(i, skip) {
+		if i := (start + j) % n; x.usable(i, skip, t) {
 			return i
 		}
 	}
@@ -282,10 +290,10 @@ func (x *set) any(skip int) int {
 }
 
 // p2c is power of two choices over (in-flight+1) × latency ÷ weight.
-func (x *set) p2c(skip int) int {
+func (x *set) p2c(skip int, t *int64) int {
 	n := len(x.e)
 	if n == 1 {
-		if x.usable(0, skip) {
+		if x.usable(0, skip, t) {
 			return 0
 		}
 		return -1
@@ -297,10 +305,10 @@ func (x *set) p2c(skip int) int {
 		if b >= a {
 			b++
 		}
-		ua, ub := x.usable(a, skip) && x.admit(a), x.usable(b, skip) && x.admit(b)
+		ua, ub := x.usable(a, skip, t) && x.admit(a, t), x.usable(b, skip, t) && x.admit(b, t)
 		switch {
 		case ua && ub:
-			if x.score(b) < x.score(a) {
+			if x.score(b, t) < x.score(a, t) {
 				return b
 			}
 			return a
@@ -318,10 +326,10 @@ const (
 	staleLatency   = 5 * 1e9 // ns: a sample older than this is forgotten
 )
 
-func (x *set) score(i int) float64 {
+func (x *set) score(i int, t *int64) float64 {
 	e := &x.e[i]
 	l := e.st.ewma.Load()
-	if l == 0 || x.s.now()-e.st.lastObs.Load() > staleLatency {
+	if l == 0 || x.clock(t)-e.st.lastObs.Load() > staleLatency {
 		l = unknownLatency
 	}
 	return float64(e.st.inflight.Load()+1) * float64(l) / e.weight
@@ -348,7 +356,7 @@ func (x *set) ringStart(key string) int {
 // bounded walks the ring (hash) or the preference order (!hash) from start
 // and returns the first usable member whose in-flight calls stay within
 // loadFactor × the average share: consistent hashing with bounded loads.
-func (x *set) bounded(start, skip int, hash bool) int {
+func (x *set) bounded(start, skip int, hash bool, t *int64) int {
 	n := len(x.e)
 	limit := int64(math.Ceil(x.s.o.loadFactor * float64(x.s.total.Load()+1) / float64(n)))
 	steps := n
@@ -363,7 +371,7 @@ func (x *set) bounded(start, skip int, hash bool) int {
 		} else {
 			i = int(x.order[j])
 		}
-		if !x.usable(i, skip) {
+		if !x.usable(i, skip, t) {
 			continue
 		}
 		if first < 0 {

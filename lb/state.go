@@ -65,7 +65,8 @@ type state struct {
 	primed  bool             // the first view was seen
 	members atomic.Int32     // members in the last update
 
-	total atomic.Int64 // in-flight calls to all members
+	total   atomic.Int64 // in-flight calls to all members, when bounded
+	bounded bool         // the policy bounds load (hash, nearest)
 
 	ejectMu sync.Mutex
 
@@ -79,6 +80,7 @@ type state struct {
 func newState(o *options, sub, transport string) *state {
 	return &state{
 		o: o, sub: sub, transport: transport,
+		bounded: o.policy == ConsistentHash || o.policy == Nearest,
 		stats:   map[string]*memberStats{},
 		since:   map[string]int64{},
 		firstCh: make(chan struct{}),
@@ -195,7 +197,9 @@ func (s *state) weight(m cluster.Member) float64 {
 func (s *state) begin(st *memberStats) {
 	st.inflight.Add(1)
 	st.picks.Add(1)
-	s.total.Add(1)
+	if s.bounded {
+		s.total.Add(1)
+	}
 }
 
 // finish ends a call begun on st: start is the clock at the pick (0 if
@@ -203,7 +207,9 @@ func (s *state) begin(st *memberStats) {
 // member for ejection, isErr whether it failed at all.
 func (s *state) finish(st *memberStats, start int64, failure, isErr bool) {
 	st.inflight.Add(-1)
-	s.total.Add(-1)
+	if s.bounded {
+		s.total.Add(-1)
+	}
 	if start != 0 {
 		now := s.now()
 		sample := now - start
