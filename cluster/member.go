@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"maps"
 	"net"
 	"sort"
 	"strconv"
@@ -101,6 +102,14 @@ func (m Member) Endpoint(name string) (string, bool) {
 // serving, and not an observer.
 func (m Member) Routable() bool {
 	return m.Status == StatusAlive && m.State == Serving && !m.Observer
+}
+
+// equal reports whether two snapshots of a member say the same.
+func (m *Member) equal(o *Member) bool {
+	return m.Name == o.Name && m.Domain == o.Domain && m.SubDomain == o.SubDomain && m.Role == o.Role &&
+		m.Observer == o.Observer && m.ManagerMode == o.ManagerMode && m.Addr == o.Addr &&
+		m.Status == o.Status && m.State == o.State && m.Claim == o.Claim &&
+		maps.Equal(m.Endpoints, o.Endpoints) && maps.Equal(m.Properties, o.Properties)
 }
 
 // memberFromSerf decodes a serf member; ok is false for a member whose

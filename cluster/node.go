@@ -9,7 +9,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"reflect"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -69,7 +69,9 @@ type Node struct {
 	rejection atomic.Pointer[string] // the last foreign domain the merge delegate saw
 
 	// loop-owned
+	dirty   bool // members changed since the last view
 	members map[string]Member
+	names   []string // sorted names of members, self included
 	maxSeen map[string]uint64
 
 	kick  chan struct{}
@@ -100,6 +102,7 @@ func Join(ctx context.Context, cfg Config) (*Node, error) {
 		log:      cfg.Logger.With("domain", cfg.Domain, "node", cfg.NodeName),
 		events:   make(chan serf.Event, 4096),
 		members:  map[string]Member{},
+		names:    []string{cfg.NodeName},
 		maxSeen:  map[string]uint64{},
 		kick:     make(chan struct{}, 1),
 		tagCh:    make(chan struct{}, 1),
@@ -176,7 +179,12 @@ func (n *Node) start(ctx context.Context) error {
 
 	// Tags are checked before serf starts so the error names our fields.
 	n.advHost = ml.AdvertiseAddr
-	n.state = Starting
+	// Without DeferServing the node is serving from its first gossip: no
+	// extra tag broadcast right after the join.
+	n.state = Serving
+	if cfg.DeferServing {
+		n.state = Starting
+	}
 	t := n.tagsLocked()
 	if size := tags.Size(t); size > tags.MaxSize {
 		return fmt.Errorf("%w: Endpoints and Properties encode to %d bytes with the other tags, over memberlist's %d-byte limit (endpoints %d bytes, properties %d bytes); carry big data in a cluster message or an endpoint",
@@ -219,9 +227,6 @@ func (n *Node) start(ctx context.Context) error {
 	if len(cfg.Seeds) > 0 {
 		n.wg.Add(1)
 		go n.retryJoin()
-	}
-	if !cfg.DeferServing {
-		n.setState(Serving)
 	}
 	n.poke()
 	return nil
@@ -475,11 +480,25 @@ func (n *Node) handle(e serf.Event) {
 				continue
 			}
 			if e.Type == serf.EventMemberReap {
-				delete(n.members, sm.Name)
+				if _, ok := n.members[sm.Name]; ok {
+					delete(n.members, sm.Name)
+					if i, found := slices.BinarySearch(n.names, sm.Name); found {
+						n.names = slices.Delete(n.names, i, i+1)
+					}
+					n.dirty = true
+				}
 				continue
 			}
 			if m, ok := memberFromSerf(sm); ok && m.Domain == n.cfg.Domain {
-				n.members[sm.Name] = m
+				old, ok := n.members[sm.Name]
+				if !ok {
+					i, _ := slices.BinarySearch(n.names, sm.Name)
+					n.names = slices.Insert(n.names, i, sm.Name)
+				}
+				if !ok || !old.equal(&m) {
+					n.members[sm.Name] = m
+					n.dirty = true
+				}
 			}
 		}
 	case serf.UserEvent:
@@ -517,13 +536,15 @@ func (n *Node) recompute() time.Duration {
 		return 0
 	}
 	self := n.selfLocked()
-	list := make([]Member, 0, len(n.members)+1)
-	for _, m := range n.members {
-		list = append(list, m)
+	list := make([]Member, len(n.names))
+	selfIdx := 0
+	for i, name := range n.names {
+		if name == self.Name {
+			list[i], selfIdx = self, i
+		} else {
+			list[i] = n.members[name]
+		}
 	}
-	list = append(list, self)
-	sort.Slice(list, func(i, j int) bool { return list[i].Name < list[j].Name })
-	selfIdx := sort.Search(len(list), func(i int) bool { return list[i].Name >= self.Name })
 	for _, m := range list {
 		if m.Claim > n.maxSeen[m.SubDomain] {
 			n.maxSeen[m.SubDomain] = m.Claim
@@ -563,9 +584,12 @@ func (n *Node) recompute() time.Duration {
 	n.mu.Unlock()
 
 	old := n.view.Load()
-	if old != nil && reflect.DeepEqual(old.members, list) {
-		return wait
+	if old != nil && !n.dirty {
+		if prev, ok := old.Member(self.Name); ok && prev.equal(&self) {
+			return wait
+		}
 	}
+	n.dirty = false
 	v := &View{self: self.Name, members: list, actives: actives, epochs: epochs}
 	if old != nil {
 		v.version = old.version + 1

@@ -22,7 +22,7 @@ func serfConfig(p Profile) *serf.Config {
 		ml.SuspicionMaxTimeoutMult = 3
 		ml.RetransmitMult = 3
 		ml.PushPullInterval = 2 * time.Second
-		ml.TCPTimeout = time.Second
+		ml.TCPTimeout = 5 * time.Second
 		ml.DeadNodeReclaimTime = 500 * time.Millisecond
 		c.MemberlistConfig = ml
 		c.ReapInterval = time.Second

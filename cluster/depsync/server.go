@@ -1,0 +1,160 @@
+package depsync
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"io"
+	"io/fs"
+	"os"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/carbonkit/carbon/internal/depsyncpb"
+)
+
+// The DepSync service. Its errors: NotFound for a revision or a blob the
+// node does not have, InvalidArgument for a malformed request, Unavailable
+// after Close.
+
+// Latest returns the node's current revision (on the active manager, the
+// newest it published); an empty RevisionInfo if it has none.
+func (s *Syncer) Latest(ctx context.Context, _ *depsyncpb.LatestRequest) (*depsyncpb.RevisionInfo, error) {
+	if s.ctx.Err() != nil {
+		return nil, status.Error(codes.Unavailable, ErrClosed.Error())
+	}
+	return infoOf(s.Current()), nil
+}
+
+// Manifest returns the manifest of a revision the node keeps.
+func (s *Syncer) Manifest(ctx context.Context, req *depsyncpb.ManifestRequest) (*depsyncpb.RevisionManifest, error) {
+	if s.ctx.Err() != nil {
+		return nil, status.Error(codes.Unavailable, ErrClosed.Error())
+	}
+	id := Revision{Epoch: req.GetEpoch(), Seq: req.GetSeq()}.ID()
+	s.mu.Lock()
+	m := s.manifests[id]
+	s.mu.Unlock()
+	if m == nil {
+		return nil, status.Errorf(codes.NotFound, "depsync: no revision %s here", id)
+	}
+	return m.toProto(), nil
+}
+
+// Blob streams a blob from req.Offset in chunks of Options.ChunkSize. A
+// follower that lacks the blob but is behind the revision the caller
+// fetches starts a sync round and waits up to Options.PeerWait for the blob:
+// that is what lets followers form a distribution tree instead of all
+// fetching from the manager.
+func (s *Syncer) Blob(req *depsyncpb.BlobRequest, stream depsyncpb.DepSync_BlobServer) error {
+	if s.ctx.Err() != nil {
+		return status.Error(codes.Unavailable, ErrClosed.Error())
+	}
+	if len(req.GetSha256()) != sha256.Size {
+		return status.Errorf(codes.InvalidArgument, "depsync: blob hash of %d bytes, want %d", len(req.GetSha256()), sha256.Size)
+	}
+	sum := [32]byte(req.GetSha256())
+	if !s.st.hasBlob(sum) && !s.waitBlob(stream.Context(), sum, Revision{Epoch: req.GetEpoch(), Seq: req.GetSeq()}) {
+		return status.Errorf(codes.NotFound, "depsync: no blob %x here", sum[:8])
+	}
+	f, err := os.Open(s.st.blobPath(sum))
+	if errors.Is(err, fs.ErrNotExist) {
+		return status.Errorf(codes.NotFound, "depsync: no blob %x here", sum[:8])
+	}
+	if err != nil {
+		return status.Errorf(codes.Internal, "depsync: %v", err)
+	}
+	defer f.Close()
+	if _, err := f.Seek(int64(req.GetOffset()), io.SeekStart); err != nil {
+		return status.Errorf(codes.InvalidArgument, "depsync: offset %d: %v", req.GetOffset(), err)
+	}
+	buf := make([]byte, s.opts.ChunkSize)
+	chunk := &depsyncpb.Chunk{}
+	var sent int64
+	defer func() {
+		s.sent.Add(sent)
+		s.inst.sent.Add(context.Background(), sent, metric.WithAttributes(attribute.String("node", s.n.Name())))
+	}()
+	for {
+		n, err := io.ReadFull(f, buf)
+		if n > 0 {
+			// SendMsg encodes the message before it returns, so buf is
+			// reused safely.
+			chunk.Data = buf[:n]
+			if err := stream.Send(chunk); err != nil {
+				return err
+			}
+			sent += int64(n)
+		}
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			return nil
+		}
+		if err != nil {
+			return status.Errorf(codes.Internal, "depsync: %v", err)
+		}
+	}
+}
+
+// waitBlob waits for a blob the node is about to fetch, when the caller
+// fetches a revision newer than this node's: it pokes the follow loop and
+// waits up to PeerWait. It reports whether the blob is here.
+func (s *Syncer) waitBlob(ctx context.Context, sum [32]byte, want Revision) bool {
+	s.mu.Lock()
+	behind := s.cur.Before(want) && !s.failed[want.ID()] && !s.closed
+	var ch chan struct{}
+	if behind {
+		ch = make(chan struct{})
+		s.waiters[sum] = append(s.waiters[sum], ch)
+	}
+	s.mu.Unlock()
+	if !behind || s.n.Writable() {
+		return false
+	}
+	defer s.dropWaiter(sum, ch)
+	if s.st.hasBlob(sum) {
+		return true
+	}
+	s.poke()
+	t := time.NewTimer(s.opts.PeerWait)
+	defer t.Stop()
+	select {
+	case <-ch:
+		return true
+	case <-t.C:
+	case <-ctx.Done():
+	case <-s.ctx.Done():
+	}
+	return s.st.hasBlob(sum)
+}
+
+func (s *Syncer) dropWaiter(sum [32]byte, ch chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ws := s.waiters[sum]
+	for i, w := range ws {
+		if w == ch {
+			ws = append(ws[:i], ws[i+1:]...)
+			break
+		}
+	}
+	if len(ws) == 0 {
+		delete(s.waiters, sum)
+	} else {
+		s.waiters[sum] = ws
+	}
+}
+
+// blobDone wakes the peers waiting for sum.
+func (s *Syncer) blobDone(sum [32]byte) {
+	s.mu.Lock()
+	ws := s.waiters[sum]
+	delete(s.waiters, sum)
+	s.mu.Unlock()
+	for _, ch := range ws {
+		close(ch)
+	}
+}
