@@ -9,7 +9,6 @@ import (
 	"google.golang.org/grpc/balancer/base"
 	"google.golang.org/grpc/balancer/endpointsharding"
 	"google.golang.org/grpc/balancer/pickfirst"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/serviceconfig"
 	"google.golang.org/grpc/status"
@@ -87,7 +86,9 @@ func (b *lbBalancer) UpdateClientConnState(ccs balancer.ClientConnState) error {
 		// Say why, rather than endpointsharding's "no children".
 		b.ClientConn.UpdateState(balancer.State{
 			ConnectivityState: connectivity.TransientFailure,
-			Picker: base.NewErrPicker(status.Errorf(codes.Unavailable, "%v of sub-domain %q with endpoint %q",
+			// Not a status error: grpc fails the call with Unavailable, or
+			// waits for members if it is wait-for-ready.
+			Picker: base.NewErrPicker(fmt.Errorf("%w of sub-domain %q with endpoint %q",
 				ErrNoMembers, s.sub, s.o.endpoint)),
 		})
 		return nil

@@ -12,7 +12,7 @@ func TestSpreadAcrossWorkers(t *testing.T) {
 	c := startWorkers(t, 3)
 	for _, p := range []Policy{RoundRobin, LeastLoaded} {
 		t.Run(p.String(), func(t *testing.T) {
-			cc, err := Dial(c.observer, "worker", WithPolicy(p), WithLogger(testLogger()))
+			cc, err := Dial(c.observer, "worker", WithPolicy(p), WithLogger(testLogger()), WithSlowStart(0))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -58,7 +58,7 @@ func TestViewChangesStopCalls(t *testing.T) {
 	for _, how := range []string{"crash", "drain", "leave"} {
 		t.Run(how, func(t *testing.T) {
 			c := startWorkers(t, 3)
-			cc, err := Dial(c.observer, "worker", WithPolicy(RoundRobin), WithLogger(testLogger()))
+			cc, err := Dial(c.observer, "worker", WithPolicy(RoundRobin), WithLogger(testLogger()), WithSlowStart(0))
 			if err != nil {
 				t.Fatal(err)
 			}

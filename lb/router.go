@@ -5,6 +5,9 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	// The role Classifier reads method options (idempotency_level), which
+	// protobuf can only decode with descriptorpb linked in.
+	_ "google.golang.org/protobuf/types/descriptorpb"
 
 	"github.com/carbonkit/carbon/role"
 )

@@ -67,7 +67,7 @@ func (s *state) newSet(p Policy, ps []peer, st []*memberStats) *set {
 		if pe.weight != ps[0].weight {
 			x.uniform = false
 		}
-		if w := s.o.slowStart; w > 0 && pe.since != 0 && now-pe.since < int64(w) && (p == RoundRobin || p == LeastLoaded || p == ConsistentHash) {
+		if w := s.o.slowStart; w > 0 && pe.since != 0 && now-pe.since < int64(w) && (p == RoundRobin || p == LeastLoaded) {
 			x.e[i].slowFrom, x.e[i].slowUntil = pe.since, pe.since+int64(w)
 			x.anySlow = true
 		}

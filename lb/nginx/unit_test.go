@@ -261,3 +261,16 @@ func TestPlusWriterAgainstStandIn(t *testing.T) {
 		t.Errorf("Apply to an unknown upstream: err = %v, want ErrPlusAPI naming it", err)
 	}
 }
+
+func TestSafeName(t *testing.T) {
+	for _, n := range []string{"w1", "node-a.example", "3f2c1e9a-uuid"} {
+		if !safeName(n) {
+			t.Errorf("safeName(%q) = false", n)
+		}
+	}
+	for _, n := range []string{"", "a\nb", "a}b", "a;b", "a#b", "a\"b", "a$b", "a b"} {
+		if safeName(n) {
+			t.Errorf("safeName(%q) = true", n)
+		}
+	}
+}

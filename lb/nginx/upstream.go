@@ -94,6 +94,18 @@ func validZone(s string) bool {
 	return err == nil && v > 0
 }
 
+// safeName reports whether a member name can be printed in a configuration
+// file (the default template puts it in a comment): Join refuses white
+// space, but names come from other members' gossip.
+func safeName(s string) bool {
+	for _, r := range s {
+		if r < 0x21 || r == 0x7f || strings.ContainsRune(";{}#\"'\\$", r) {
+			return false
+		}
+	}
+	return s != ""
+}
+
 // errBadEndpoint is wrapped by checkAddr.
 var errBadEndpoint = errors.New("nginx: bad endpoint")
 
@@ -140,6 +152,11 @@ func (b *builder) build(v *cluster.View) []Upstream {
 		active, hasActive := v.Active(sp.SubDomain)
 		for _, m := range members {
 			if m.SubDomain != sp.SubDomain || !m.Routable() {
+				continue
+			}
+			if !safeName(m.Name) {
+				b.warn("nginx: member name has characters unsafe in a configuration file, left out of the upstream",
+					"member", m.Name, "upstream", sp.Name)
 				continue
 			}
 			addr, ok := m.Endpoint(b.endpoint)
