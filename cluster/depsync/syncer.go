@@ -361,7 +361,9 @@ func (s *Syncer) follow() {
 	for {
 		select {
 		case <-s.ctx.Done():
-			for range views {
+			if views != nil {
+				for range views {
+				}
 			}
 			return
 		case v, ok := <-views:
