@@ -415,7 +415,12 @@ func servers(c *Controller, name string) []string {
 // waitServers waits until c has applied exactly want to upstream name.
 func waitServers(t testing.TB, c *Controller, name string, want ...string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	waitServersWithin(t, 10*time.Second, c, name, want...)
+}
+
+func waitServersWithin(t testing.TB, d time.Duration, c *Controller, name string, want ...string) {
+	t.Helper()
+	deadline := time.Now().Add(d)
 	for !slices.Equal(servers(c, name), want) {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for upstream %s = %v; have %v (stats %+v)", name, want, servers(c, name), c.Stats())
