@@ -101,3 +101,5 @@ func freePort(t testing.TB) int {
 	t.Fatal("no free port")
 	return 0
 }
+
+func lookupEnv(k string) string { return os.Getenv(k) }

@@ -19,7 +19,7 @@
 // get names from their role ("manager-1", "worker-1", ...) unless their
 // [NodeSpec] names them, the domain "clustertest" unless [Options] says
 // otherwise, and the fast [cluster.ProfileLocal] timings (probe every
-// 100 ms, gossip every 20 ms), so a crash is seen by all in well under a
+// 100 ms, gossip every 20 ms), so a crash is seen by all in about a
 // second. [Options.Config] and [NodeSpec.Config] can change any field of
 // the [cluster.Config] before Join.
 //
@@ -60,6 +60,12 @@
 // check cannot tell the cluster's goroutines from those of other tests
 // running in parallel: set [Options.NoLeakCheck] in tests that call
 // t.Parallel.
+//
+// # Soak
+//
+// The package's own fault suite (faults_test.go) runs small clusters by
+// default; CARBON_SOAK=1 runs them bigger and longer, and
+// BenchmarkScale measures 10 to 200 nodes against raw serf.
 //
 // # What it does not do
 //
