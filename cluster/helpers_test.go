@@ -12,11 +12,12 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/carbonkit/carbon/internal/leakcheck"
 	"github.com/carbonkit/carbon/role"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	goleak.VerifyTestMain(m, leakcheck.Options()...)
 }
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))

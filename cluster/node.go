@@ -377,15 +377,21 @@ func (n *Node) tagsLocked() map[string]string {
 }
 
 // tagger applies the latest local tags to serf. SetTags waits for the
-// broadcast, so it runs here and never in the event loop.
+// broadcast, so it runs here and never in the event loop. When the
+// broadcast times out it tries again: memberlist has applied the tags
+// locally, and a repeat raises the incarnation so peers that missed the
+// first broadcast get a fresh one.
 func (n *Node) tagger() {
 	defer n.wg.Done()
 	var last map[string]string
+	var retry <-chan time.Time
 	for {
 		select {
 		case <-n.stop:
 			return
 		case <-n.tagCh:
+		case <-retry:
+			retry, last = nil, nil
 		}
 		n.mu.Lock()
 		t := n.tagsLocked()
@@ -394,7 +400,8 @@ func (n *Node) tagger() {
 			continue
 		}
 		if err := n.serf.SetTags(t); err != nil {
-			n.log.Warn("cannot update tags", "err", err)
+			n.log.Warn("cannot update tags; retrying", "err", err)
+			retry = time.After(time.Second)
 			continue
 		}
 		last = t

@@ -50,7 +50,14 @@ func BenchmarkSync(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		waitRevision(b, rev, ws...)
+		waitFor(b, 10*time.Minute, "every worker to switch", func() bool {
+			for _, w := range ws {
+				if w.s.Current() != rev {
+					return false
+				}
+			}
+			return true
+		})
 		d := time.Since(start)
 
 		b.StopTimer()
