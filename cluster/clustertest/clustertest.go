@@ -618,10 +618,23 @@ func (c *Cluster) cleanup() {
 	if c.opts.NoLeakCheck {
 		return
 	}
-	// memberlist's timers (suspicion, indirect probes) outlive its
-	// Shutdown by up to a probe timeout; retry for a few seconds.
-	if err := goleak.Find(c.leakOpt, goleak.MaxRetryAttempts(100)); err != nil {
+	if err := FindLeaks(c.leakOpt); err != nil {
 		c.t.Errorf("clustertest: goroutines left after the cluster stopped: %v", err)
+	}
+}
+
+// FindLeaks is goleak.Find retried for up to 10 s: memberlist's timers
+// (suspicion, indirect probes) outlive its Shutdown by up to a probe
+// timeout, which on a loaded host under -race is longer than goleak's
+// own half-second of retries. Tests can use it in TestMain.
+func FindLeaks(opts ...goleak.Option) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := goleak.Find(opts...)
+		if err == nil || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(100 * time.Millisecond) // goleak has already retried; back off
 	}
 }
 

@@ -314,7 +314,7 @@ func TestNoGoroutineLeaksAfterStop(t *testing.T) {
 			c.Restart("worker-2")
 			c.Node("worker-4").Watch(t.Context()) // a watcher left open must end with its node
 			c.Stop()
-			if err := goleak.Find(before, goleak.MaxRetryAttempts(100)); err != nil {
+			if err := findLeaks(before); err != nil {
 				t.Fatalf("goroutines left after Stop: %v", err)
 			}
 		})

@@ -1,18 +1,30 @@
 package clustertest_test
 
 import (
+	"fmt"
 	"log/slog"
 	"os"
 	"testing"
 
 	"go.uber.org/goleak"
+
+	"github.com/carbonkit/carbon/cluster/clustertest"
 )
 
+// TestMain checks for leaks as goleak.VerifyTestMain does, with the longer
+// patience of clustertest.FindLeaks.
 func TestMain(m *testing.M) {
-	// memberlist's timers (suspicion, indirect probes) outlive its
-	// Shutdown by up to a probe timeout; give them time on a loaded host.
-	goleak.VerifyTestMain(m, goleak.MaxRetryAttempts(100))
+	code := m.Run()
+	if code == 0 {
+		if err := clustertest.FindLeaks(); err != nil {
+			fmt.Fprintf(os.Stderr, "goleak: errors on successful test run: %v\n", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
 }
+
+func findLeaks(opts ...goleak.Option) error { return clustertest.FindLeaks(opts...) }
 
 // soak reports whether the long versions of the fault suite run
 // (CARBON_SOAK=1).
