@@ -188,6 +188,9 @@ type picker struct {
 	latency  bool
 }
 
+// latencySample: one gRPC call in this many measures its latency.
+const latencySample = 4
+
 type noteCtx struct{}
 
 // pickNote records where an ActiveFirst pick went, for the Router's retry.
@@ -205,7 +208,14 @@ func (p *picker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
 	if x.policy == ConsistentHash {
 		key, hasKey = keyFrom(info.Ctx)
 	}
+	// Latency is sampled on one call in latencySample: reading the clock
+	// twice and allocating the Done closure on every call would cost more
+	// than the rest of the pick, and the EWMA needs no more.
 	var now int64
+	sample := p.latency && x.s.o.rand()%latencySample == 0
+	if sample {
+		now = x.s.now()
+	}
 	i := x.pick(key, hasKey, -1, &now)
 	if i < 0 {
 		return balancer.PickResult{}, balancer.ErrNoSubConnAvailable
@@ -223,10 +233,10 @@ func (p *picker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
 	s.begin(st)
 	child := res.Done
 	switch {
-	case p.latency || child != nil:
+	case sample || child != nil:
 		var start int64
-		if p.latency {
-			start = x.clock(&now)
+		if sample {
+			start = now
 		}
 		res.Done = func(di balancer.DoneInfo) {
 			s.finish(st, start, s.grpcFailure(di.Err), di.Err != nil)

@@ -326,10 +326,13 @@ const (
 	staleLatency   = 5 * 1e9 // ns: a sample older than this is forgotten
 )
 
+// score is the p2c cost of member i. A latency sample older than
+// staleLatency is forgotten, so that a member that was slow gets probed
+// again; that is checked only when the pick read the clock anyway (t set).
 func (x *set) score(i int, t *int64) float64 {
 	e := &x.e[i]
 	l := e.st.ewma.Load()
-	if l == 0 || x.clock(t)-e.st.lastObs.Load() > staleLatency {
+	if l == 0 || (*t != 0 && *t-e.st.lastObs.Load() > staleLatency) {
 		l = unknownLatency
 	}
 	return float64(e.st.inflight.Load()+1) * float64(l) / e.weight
