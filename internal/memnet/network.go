@@ -3,6 +3,7 @@ package memnet
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"net/netip"
@@ -79,23 +80,60 @@ func WithLoss(fraction float64) Option {
 // concurrent use; fault controls take effect at once for new packets,
 // packets still in flight (under latency) and open streams.
 type Network struct {
-	mu          sync.RWMutex
-	nodes       map[string]*Transport // live transports by canonical address
-	crashed     map[string]bool
-	groups      map[string]int // partition group per address, 1-based
-	partitioned bool
-	cuts        map[link]bool // one-way cuts
-	links       map[*pipeLink]struct{}
-	latency     time.Duration
-	loss        float64
-	nextIP      netip.Addr
-	closed      bool
+	// st is an immutable snapshot of the topology and faults, replaced
+	// whole under mu by every change. Packets, sent by the thousand per
+	// second, read it without taking a lock: with an RWMutex, the
+	// writers queued behind readers (dials, stream closes) convoyed under
+	// load until probes timed out.
+	st     atomic.Pointer[state]
+	mu     sync.Mutex // serialises changes to st, nextIP and closed
+	nextIP netip.Addr
+	closed bool
+
+	linksMu sync.Mutex
+	links   map[*pipeLink]struct{} // open streams, to reset on faults
 
 	rngMu sync.Mutex
 	rng   *rand.Rand
 
 	delay delayQueue
 	stats counters
+}
+
+// state is the network's topology and faults. It is never modified once
+// published: update copies it.
+type state struct {
+	nodes       map[string]*Transport // live transports by canonical address
+	crashed     map[string]bool
+	groups      map[string]int // partition group per address, 1-based
+	partitioned bool
+	cuts        map[link]bool // one-way cuts
+	latency     time.Duration
+	loss        float64
+}
+
+func (s *state) clone() *state {
+	c := *s
+	c.nodes = maps.Clone(s.nodes)
+	c.crashed = maps.Clone(s.crashed)
+	c.groups = maps.Clone(s.groups)
+	c.cuts = maps.Clone(s.cuts)
+	return &c
+}
+
+// update applies f to a copy of the state and publishes it; n.mu must be
+// held.
+func (n *Network) updateLocked(f func(s *state)) {
+	s := n.st.Load().clone()
+	f(s)
+	n.st.Store(s)
+}
+
+// update is updateLocked taking n.mu.
+func (n *Network) update(f func(s *state)) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.updateLocked(f)
 }
 
 type link struct{ from, to string }
@@ -110,16 +148,18 @@ func New(opts ...Option) *Network {
 		o.seed = rand.Int64()
 	}
 	n := &Network{
+		links:  make(map[*pipeLink]struct{}),
+		nextIP: netip.AddrFrom4([4]byte{10, 0, 0, 1}),
+		rng:    rand.New(rand.NewPCG(uint64(o.seed), 0x6d656d6e6574)), // "memnet"
+	}
+	n.st.Store(&state{
 		nodes:   make(map[string]*Transport),
 		crashed: make(map[string]bool),
 		groups:  make(map[string]int),
 		cuts:    make(map[link]bool),
-		links:   make(map[*pipeLink]struct{}),
 		latency: max(o.latency, 0),
 		loss:    clamp01(o.loss),
-		nextIP:  netip.AddrFrom4([4]byte{10, 0, 0, 1}),
-		rng:     rand.New(rand.NewPCG(uint64(o.seed), 0x6d656d6e6574)), // "memnet"
-	}
+	})
 	n.delay.net = n
 	return n
 }
@@ -145,7 +185,7 @@ func (n *Network) allocateLocked() string {
 			continue // skip network and broadcast-looking addresses
 		}
 		addr := netip.AddrPortFrom(ip, DefaultPort).String()
-		if _, used := n.nodes[addr]; !used {
+		if _, used := n.st.Load().nodes[addr]; !used {
 			return addr
 		}
 	}
@@ -170,11 +210,11 @@ func (n *Network) NewTransport(addr string) (*Transport, error) {
 		return nil, err
 	}
 	key := ap.String()
-	if _, used := n.nodes[key]; used {
+	if _, used := n.st.Load().nodes[key]; used {
 		return nil, fmt.Errorf("%w: %s", ErrAddrInUse, key)
 	}
 	t := newTransport(n, ap)
-	n.nodes[key] = t
+	n.updateLocked(func(s *state) { s.nodes[key] = t })
 	return t, nil
 }
 
@@ -188,8 +228,9 @@ func (n *Network) Close() error {
 		return nil
 	}
 	n.closed = true
-	ts := make([]*Transport, 0, len(n.nodes))
-	for _, t := range n.nodes {
+	nodes := n.st.Load().nodes
+	ts := make([]*Transport, 0, len(nodes))
+	for _, t := range nodes {
 		ts = append(ts, t)
 	}
 	n.mu.Unlock()
@@ -209,9 +250,7 @@ func (n *Network) Close() error {
 // the same address until Restart.
 func (n *Network) Crash(addr string) {
 	key := canon(addr)
-	n.mu.Lock()
-	n.crashed[key] = true
-	n.mu.Unlock()
+	n.update(func(s *state) { s.crashed[key] = true })
 	n.breakUnreachable()
 }
 
@@ -221,9 +260,7 @@ func (n *Network) Crash(addr string) {
 // GossipToTheDeadTime); a Join forces the merge sooner.
 func (n *Network) Restart(addr string) {
 	key := canon(addr)
-	n.mu.Lock()
-	delete(n.crashed, key)
-	n.mu.Unlock()
+	n.update(func(s *state) { delete(s.crashed, key) })
 }
 
 // Partition splits the network into the given groups: nodes of different
@@ -234,15 +271,15 @@ func (n *Network) Restart(addr string) {
 // Partition() with no groups removes it (cuts stay). An address listed in
 // two groups ends up in the last one.
 func (n *Network) Partition(groups ...[]string) {
-	n.mu.Lock()
-	n.groups = make(map[string]int)
-	for i, g := range groups {
-		for _, a := range g {
-			n.groups[canon(a)] = i + 1
+	n.update(func(s *state) {
+		s.groups = make(map[string]int)
+		for i, g := range groups {
+			for _, a := range g {
+				s.groups[canon(a)] = i + 1
+			}
 		}
-	}
-	n.partitioned = len(groups) > 0
-	n.mu.Unlock()
+		s.partitioned = len(groups) > 0
+	})
 	n.breakUnreachable()
 }
 
@@ -253,36 +290,31 @@ func (n *Network) Partition(groups ...[]string) {
 // to -> from still pass.
 func (n *Network) Cut(from, to string) {
 	l := link{canon(from), canon(to)}
-	n.mu.Lock()
-	n.cuts[l] = true
-	n.mu.Unlock()
+	n.update(func(s *state) { s.cuts[l] = true })
 	n.breakUnreachable()
 }
 
 // Mend undoes one Cut(from, to).
 func (n *Network) Mend(from, to string) {
-	n.mu.Lock()
-	delete(n.cuts, link{canon(from), canon(to)})
-	n.mu.Unlock()
+	l := link{canon(from), canon(to)}
+	n.update(func(s *state) { delete(s.cuts, l) })
 }
 
 // Heal removes the partition and every cut. Crashes, loss and latency
 // stay as they are.
 func (n *Network) Heal() {
-	n.mu.Lock()
-	n.groups = make(map[string]int)
-	n.partitioned = false
-	n.cuts = make(map[link]bool)
-	n.mu.Unlock()
+	n.update(func(s *state) {
+		s.groups = make(map[string]int)
+		s.partitioned = false
+		s.cuts = make(map[link]bool)
+	})
 }
 
 // SetLoss makes the network drop the given share (0 to 1) of packets that
 // would otherwise be delivered. Streams are reliable and unaffected, as
 // TCP retransmits for them.
 func (n *Network) SetLoss(fraction float64) {
-	n.mu.Lock()
-	n.loss = clamp01(fraction)
-	n.mu.Unlock()
+	n.update(func(s *state) { s.loss = clamp01(fraction) })
 }
 
 // SetLatency sets the one-way delay of every packet sent from now on, and
@@ -290,9 +322,7 @@ func (n *Network) SetLoss(fraction float64) {
 // 2*d). Bytes on an open stream are not delayed. Zero delivers packets
 // synchronously within WriteTo.
 func (n *Network) SetLatency(d time.Duration) {
-	n.mu.Lock()
-	n.latency = max(d, 0)
-	n.mu.Unlock()
+	n.update(func(s *state) { s.latency = max(d, 0) })
 }
 
 // Stats is a snapshot of the network's counters since New.
@@ -330,20 +360,29 @@ func (n *Network) Stats() Stats {
 	}
 }
 
-// reachableLocked tells whether packets from -> to pass. n.mu must be held.
-func (n *Network) reachableLocked(from, to string) bool {
-	if n.crashed[from] || n.crashed[to] {
+// reachable tells whether packets from -> to pass.
+func (s *state) reachable(from, to string) bool {
+	if s.crashed[from] || s.crashed[to] {
 		return false
 	}
-	if n.partitioned && n.groups[from] != n.groups[to] {
+	if s.partitioned && s.groups[from] != s.groups[to] {
 		return false
 	}
-	return !n.cuts[link{from, to}]
+	return !s.cuts[link{from, to}]
 }
 
-// streamableLocked tells whether a stream can live between a and b.
-func (n *Network) streamableLocked(a, b string) bool {
-	return n.reachableLocked(a, b) && n.reachableLocked(b, a)
+// streamable tells whether a stream can live between a and b.
+func (s *state) streamable(a, b string) bool {
+	return s.reachable(a, b) && s.reachable(b, a)
+}
+
+// lookup returns the live transport at addr, and addr in canonical form.
+func (s *state) lookup(addr string) (*Transport, string) {
+	if t, ok := s.nodes[addr]; ok {
+		return t, addr
+	}
+	addr = canon(addr)
+	return s.nodes[addr], addr
 }
 
 // lose decides, from the seeded source, whether to drop one packet.
@@ -360,14 +399,15 @@ func (n *Network) lose(loss float64) bool {
 // breakUnreachable resets the streams a fault has just separated.
 func (n *Network) breakUnreachable() {
 	var broken []*pipeLink
-	n.mu.Lock()
+	s := n.st.Load()
+	n.linksMu.Lock()
 	for l := range n.links {
-		if !n.streamableLocked(l.a, l.b) {
+		if !s.streamable(l.a, l.b) {
 			broken = append(broken, l)
 			delete(n.links, l)
 		}
 	}
-	n.mu.Unlock()
+	n.linksMu.Unlock()
 	for _, l := range broken {
 		l.reset()
 	}
@@ -376,33 +416,47 @@ func (n *Network) breakUnreachable() {
 // breakTransport resets the streams with t at either end.
 func (n *Network) breakTransport(t *Transport) {
 	var broken []*pipeLink
-	n.mu.Lock()
+	n.linksMu.Lock()
 	for l := range n.links {
 		if l.ta == t || l.tb == t {
 			broken = append(broken, l)
 			delete(n.links, l)
 		}
 	}
-	n.mu.Unlock()
+	n.linksMu.Unlock()
 	for _, l := range broken {
 		l.reset()
 	}
 }
 
+// register records an open stream. It reports false, and the stream
+// must be reset, if the link is already cut or either end shut down: a
+// fault that raced with the dial would otherwise miss it.
+func (n *Network) register(l *pipeLink) bool {
+	n.linksMu.Lock()
+	n.links[l] = struct{}{}
+	n.linksMu.Unlock()
+	// A fault publishes its state before scanning links, so either the
+	// scan sees this link or this check sees the fault.
+	if n.st.Load().streamable(l.a, l.b) && !l.ta.isShutdown() && !l.tb.isShutdown() {
+		return true
+	}
+	n.forget(l)
+	return false
+}
+
 func (n *Network) forget(l *pipeLink) {
-	n.mu.Lock()
+	n.linksMu.Lock()
 	delete(n.links, l)
-	n.mu.Unlock()
+	n.linksMu.Unlock()
 }
 
 // deliver hands a packet to whatever transport holds addr now, if the
 // link from -> to is still open.
 func (n *Network) deliver(from, to string, p packet) {
-	n.mu.RLock()
-	dst := n.nodes[to]
-	ok := dst != nil && n.reachableLocked(from, to)
-	n.mu.RUnlock()
-	if !ok || !dst.enqueue(p) {
+	s := n.st.Load()
+	dst := s.nodes[to]
+	if dst == nil || !s.reachable(from, to) || !dst.enqueue(p) {
 		n.stats.packetsDropped.Add(1)
 		return
 	}

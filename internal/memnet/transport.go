@@ -88,16 +88,10 @@ func (t *Transport) WriteToAddress(b []byte, a memberlist.Address) (time.Time, e
 	st.packetsSent.Add(1)
 	st.bytesSent.Add(uint64(len(b)))
 
-	n.mu.RLock()
-	to := a.Addr
-	dst, ok := n.nodes[to]
-	if !ok { // perhaps not canonical
-		to = canon(to)
-		dst = n.nodes[to]
-	}
-	pass := dst != nil && n.reachableLocked(t.addr, to)
-	loss, latency := n.loss, n.latency
-	n.mu.RUnlock()
+	s := n.st.Load()
+	dst, to := s.lookup(a.Addr)
+	pass := dst != nil && s.reachable(t.addr, to)
+	loss, latency := s.loss, s.latency
 
 	if !pass {
 		st.packetsDropped.Add(1)
@@ -175,10 +169,7 @@ func (t *Transport) dial(addr string, timeout time.Duration) (net.Conn, error) {
 	}
 	n := t.net
 	to := canon(addr)
-	n.mu.RLock()
-	latency := n.latency
-	n.mu.RUnlock()
-	if latency > 0 {
+	if latency := n.st.Load().latency; latency > 0 {
 		rtt := 2 * latency
 		if timeout > 0 && rtt > timeout {
 			rtt = timeout
@@ -195,20 +186,19 @@ func (t *Transport) dial(addr string, timeout time.Duration) (net.Conn, error) {
 		}
 	}
 
-	n.mu.Lock()
-	dst := n.nodes[to]
+	s := n.st.Load()
+	dst := s.nodes[to]
 	switch {
-	case !n.streamableLocked(t.addr, to):
-		n.mu.Unlock()
+	case !s.streamable(t.addr, to):
 		return nil, ErrUnreachable
 	case dst == nil:
-		n.mu.Unlock()
 		return nil, ErrRefused
 	}
 	l := newPipeLink(n, t, dst)
-	n.links[l] = struct{}{}
-	n.mu.Unlock()
-
+	if !n.register(l) {
+		l.reset()
+		return nil, ErrUnreachable
+	}
 	if !dst.accept(l.cb) {
 		n.forget(l)
 		l.reset()
@@ -248,8 +238,8 @@ func (t *Transport) Shutdown() error {
 
 	n := t.net
 	n.mu.Lock()
-	if n.nodes[t.addr] == t {
-		delete(n.nodes, t.addr)
+	if n.st.Load().nodes[t.addr] == t {
+		n.updateLocked(func(s *state) { delete(s.nodes, t.addr) })
 	}
 	n.mu.Unlock()
 	n.breakTransport(t)
