@@ -163,7 +163,7 @@ func TestCrashRestartLoopsConverge(t *testing.T) {
 			if nw == clustertest.Loopback && !soak() {
 				t.Skip("loopback crash loops run with CARBON_SOAK=1; the leak and domain tests cover crashes on loopback")
 			}
-			loops := size(3, 40)
+			loops := size(2, 40)
 			c := clustertest.Start(t, clustertest.Options{Network: nw, Logger: logger()},
 				append(clustertest.Managers(2), clustertest.Workers(size(3, 18))...)...)
 			all := c.Names()
