@@ -56,7 +56,7 @@ func TestDecideClaimRules(t *testing.T) {
 
 // fleet is a set of nodes on loopback or on an in-memory network.
 type fleet struct {
-	t     *testing.T
+	t     testing.TB
 	net   *memnet.Network // nil: loopback
 	mu    sync.Mutex
 	nodes map[string]*Node
@@ -64,7 +64,7 @@ type fleet struct {
 	cfgs  map[string]Config
 }
 
-func newFleet(t *testing.T, inMemory bool) *fleet {
+func newFleet(t testing.TB, inMemory bool) *fleet {
 	f := &fleet{t: t, nodes: map[string]*Node{}, addrs: map[string]string{}, cfgs: map[string]Config{}}
 	if inMemory {
 		f.net = memnet.New(memnet.WithSeed(1))
@@ -170,7 +170,7 @@ func agreed(nodes []*Node) (string, uint64, bool) {
 	return name, epoch, true
 }
 
-func waitAgreed(t *testing.T, nodes func() []*Node, timeout time.Duration) (string, uint64) {
+func waitAgreed(t testing.TB, nodes func() []*Node, timeout time.Duration) (string, uint64) {
 	t.Helper()
 	var name string
 	var epoch uint64

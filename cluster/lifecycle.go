@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/serf/serf"
+
+	"github.com/carbonkit/carbon/internal/tags"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
@@ -66,6 +68,7 @@ func (n *Node) handOver(ctx context.Context) error {
 	if !wasActive {
 		return nil
 	}
+	n.pushStateTo(ctx, standbys(n.View(), n.cfg.SubDomain, n.cfg.NodeName))
 	views := n.Watch(ctx)
 	for v := range views {
 		if a, ok := v.Active(n.cfg.SubDomain); ok && a.Name != n.cfg.NodeName {
@@ -77,6 +80,36 @@ func (n *Node) handOver(ctx context.Context) error {
 		}
 	}
 	return fmt.Errorf("cluster: hand-over of the active manager: %w", context.Cause(ctx))
+}
+
+// pushStateTo sends this node's state, once its draining tags are applied,
+// straight to the given members with a push/pull exchange over TCP (a serf
+// join), so that a stand-by learns of the hand-over at once instead of
+// waiting for gossip to reach it.
+func (n *Node) pushStateTo(ctx context.Context, ms []Member) {
+	if len(ms) == 0 {
+		return
+	}
+	addrs := make([]string, len(ms))
+	for i, m := range ms {
+		addrs[i] = m.Addr
+	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		for n.serf.LocalMember().Tags[tags.KeyState] != tags.StateDraining {
+			select {
+			case <-ctx.Done():
+				return
+			case <-n.stop:
+				return
+			case <-time.After(time.Millisecond):
+			}
+		}
+		if _, err := n.serf.Join(addrs, true); err != nil {
+			n.log.Debug("direct hand-over push failed; gossip will carry it", "err", err)
+		}
+	}()
 }
 
 // standbys returns the alive, non-draining managers of sub other than self.

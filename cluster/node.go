@@ -716,16 +716,12 @@ func (n *Node) ActiveEndpoint(name string) (string, bool) {
 	return m.Endpoint(name)
 }
 
-// Ready marks a node started with Config.DeferServing as serving.
+// Ready marks the node serving: a node started with Config.DeferServing
+// once it is ready for traffic, or a drained node that is to serve again
+// (it comes back as a stand-by if it was the active manager).
 func (n *Node) Ready(ctx context.Context) error {
 	if err := n.checkOpen(); err != nil {
 		return err
-	}
-	n.mu.Lock()
-	draining := n.state == Draining
-	n.mu.Unlock()
-	if draining {
-		return errors.New("cluster: Ready after Drain")
 	}
 	n.setState(Serving)
 	return ctx.Err()

@@ -130,29 +130,44 @@ func TestManagerFailover(t *testing.T) {
 	w0 := startNode(t, nodeCfg{domain: domain, name: "w0", role: role.Worker, seed: m1.seed()})
 	w1 := startNode(t, nodeCfg{domain: domain, name: "w1", role: role.Worker, seed: m1.seed()})
 	waitConverged(t, 4, m1, m2, w0, w1)
+	// Which manager is active once both see each other is the election's
+	// business; the test only needs one of each.
+	var active, standby *tnode
+	waitFor(t, 10*time.Second, "one active manager", func() bool {
+		a, b := m1.n.Writable(), m2.n.Writable()
+		switch {
+		case a && !b:
+			active, standby = m1, m2
+		case b && !a:
+			active, standby = m2, m1
+		default:
+			return false
+		}
+		return true
+	})
 
 	src := t.TempDir()
 	writeTree(t, src, map[string]string{"a": "one", "b/c": "two"}, nil)
-	r1, err := m1.s.Publish(context.Background(), src)
+	r1, err := active.s.Publish(context.Background(), src)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := m2.s.Publish(context.Background(), src); !errors.Is(err, depsync.ErrNotActive) {
+	if _, err := standby.s.Publish(context.Background(), src); !errors.Is(err, depsync.ErrNotActive) {
 		t.Fatalf("Publish on the stand-by: %v, want ErrNotActive", err)
 	}
-	waitRevision(t, r1, m2, w0, w1)
+	waitRevision(t, r1, standby, w0, w1)
 
-	m1.close()
-	waitActive(t, m2)
-	if m2.n.Epoch() <= r1.Epoch {
-		t.Fatalf("new epoch %d is not above %d", m2.n.Epoch(), r1.Epoch)
+	active.close()
+	waitActive(t, standby)
+	if standby.n.Epoch() <= r1.Epoch {
+		t.Fatalf("new epoch %d is not above %d", standby.n.Epoch(), r1.Epoch)
 	}
 	writeTree(t, src, map[string]string{"a": "one, after failover"}, nil)
-	r2, err := m2.s.Publish(context.Background(), src)
+	r2, err := standby.s.Publish(context.Background(), src)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !r1.Before(r2) || r2.Epoch != m2.n.Epoch() || r2.Seq != r1.Seq+1 {
+	if !r1.Before(r2) || r2.Epoch != standby.n.Epoch() || r2.Seq != r1.Seq+1 {
 		t.Fatalf("revision after failover %v does not continue %v", r2, r1)
 	}
 	waitRevision(t, r2, w0, w1)

@@ -1,0 +1,92 @@
+// Package cluster joins a Go server to a Carbon-style cluster: a domain
+// (one serf gossip pool) split into sub-domains ("worker", "mgt"), where
+// each member is a worker, a manager or an observer.
+//
+// # Joining
+//
+// [Join] validates a [Config] (passed by value; every zero field means a
+// documented default), starts serf and joins the seeds, Carbon's
+// well-known members. Seeds may be DNS names; they are resolved on every
+// attempt. A node whose seeds are not up yet comes up alone and keeps
+// retrying with backoff, so nodes may start in any order. A seed of another
+// domain fails Join with [ErrForeignDomain], one with another gossip key
+// with [ErrKeyMismatch]; members of another domain are never merged, even
+// when gossip brings them.
+//
+// A member advertises its domain, sub-domain, role, serving state,
+// endpoints and properties in serf tags, encoded compactly because
+// memberlist caps them at 512 bytes; Join refuses a Config whose tags do
+// not fit ([ErrTagsTooLarge]). Bigger data travels by cluster message or
+// on the member's own endpoints.
+//
+// # Views
+//
+// A Node drains serf's events in one goroutine of its own and publishes
+// immutable, versioned [View] snapshots: [Node.View], [Node.Members] and
+// [Node.Watch]. A watcher that reads slowly skips to the latest view; it
+// never stalls gossip. A [Member] carries serf's liveness ([Status]) and
+// its own [ServingState]: starting, serving or draining. Balancers send
+// new work only to [Member.Routable] members.
+//
+// # Managers and the election
+//
+// In Active/Passive mode (the default) exactly one manager of a
+// sub-domain is active and writable ([Node.Writable]); the others are
+// read-only stand-bys. The choice is deterministic from the members a
+// node sees and sticky: a live active stays active whoever joins. Each
+// election raises an epoch, a fencing token ([Node.Epoch]) that writes and
+// artifact revisions carry; two managers never hold the same epoch.
+//
+//   - Planned hand-over: [Node.Drain] or [Node.Leave] on the active
+//     manager stops its writes at once, then waits until a stand-by has
+//     claimed a higher epoch. There is no moment with two writers.
+//   - Failover: when the active manager is declared failed, the stand-by
+//     with the lowest name claims at once.
+//   - Split brain: without a quorum, each side of a partition elects its
+//     own active, under different epochs; when the partition heals, the
+//     lower epoch steps down at once. With Config.Quorum set to the number
+//     of managers, a side that sees fewer than a majority has no active
+//     manager and is read-only. For two managers that is the trade-off in
+//     plain words: without quorum, a partition may give two writers for
+//     its duration (and epochs tell their writes apart); with quorum 2,
+//     losing either manager, or the link between them, makes the
+//     sub-domain read-only until both are back.
+//
+// In Active/Active mode every live manager is writable. It is allowed, as
+// in the Carbon guide, but not generally recommended: concurrent writers
+// must reconcile their own changes.
+//
+// # Messages
+//
+// [Node.Broadcast] sends a small named payload (Carbon's
+// ClusteringMessage, such as a cache invalidation) to every other member,
+// at most once each; [Node.Handle] registers a [Handler]. Delivery is
+// best-effort gossip, limited to [MaxMessageSize].
+//
+// # Lifecycle
+//
+// [Node.Drain] marks a node draining and returns once every alive member
+// sees it so. [Node.Leave] leaves gracefully; [Node.Close] stops without
+// leaving (peers mark the node failed). Both are idempotent and wait for
+// every goroutine of the Node. [Node.Done] is closed when the node has
+// stopped. With Config.SnapshotPath a restarted node rejoins the peers it
+// knew.
+//
+// # Timing and observability
+//
+// [ProfileLAN] (serf's defaults), [ProfileLocal] (fast: a crashed node is
+// declared failed by all within about a second on loopback) and
+// [ProfileWAN]. Logs go to log/slog, serf's and memberlist's included;
+// metrics and spans go through the OpenTelemetry API (members by domain,
+// sub-domain, role, status and state; membership events; elections, the
+// epoch and the active manager; spans around Join, Drain, Leave and each
+// election).
+//
+// # What it does not promise
+//
+// Views are eventually consistent: two members may briefly disagree about
+// a third. The election cannot prevent two writers on both sides of a
+// partition unless a quorum is set; it makes them distinguishable by
+// epoch and ends the overlap when the partition heals. Cluster messages
+// are not persisted: a member that is down when one is sent misses it.
+package cluster
