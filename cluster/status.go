@@ -59,15 +59,18 @@ type SubDomainStatus struct {
 
 // MemberStatus is one member as the status page shows it.
 type MemberStatus struct {
-	Name       string            `json:"name"`
-	Role       string            `json:"role"`
-	SubDomain  string            `json:"sub_domain"`
-	Status     string            `json:"status"`
-	State      string            `json:"state"`
-	Routable   bool              `json:"routable"`
-	Active     bool              `json:"active"`
+	Name      string `json:"name"`
+	Role      string `json:"role"` // "worker", "manager" or "observer"
+	SubDomain string `json:"sub_domain"`
+	Status    string `json:"status"` // liveness: alive, leaving, left, failed
+	State     string `json:"state"`  // serving state: starting, serving, draining
+	// Routable reports whether balancers may send it new work.
+	Routable bool `json:"routable"`
+	// Active marks the active manager of the sub-domain.
+	Active bool `json:"active"`
+	// Claim is the epoch of its claim to be active, 0 if none.
 	Claim      uint64            `json:"claim,omitempty"`
-	Addr       string            `json:"addr"`
+	Addr       string            `json:"addr"` // gossip address
 	Endpoints  map[string]string `json:"endpoints,omitempty"`
 	Properties map[string]string `json:"properties,omitempty"`
 }
