@@ -167,11 +167,37 @@ func (c *cluster) sees(viewers, want []int) bool {
 	return true
 }
 
+// waitSee waits until every viewer sees exactly want alive. The timeout
+// is stretched by slowdown, as the timings are.
 func (c *cluster) waitSee(timeout time.Duration, viewers, want []int) {
 	c.tb.Helper()
-	waitFor(c.tb, timeout, fmt.Sprintf("nodes %v to see exactly %v alive", viewers, want), func() bool {
-		return c.sees(viewers, want)
-	})
+	timeout *= slowdown
+	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for !c.sees(viewers, want) {
+		if time.Now().After(deadline) {
+			c.tb.Fatalf("timed out after %v waiting for %d nodes to see exactly %d alive: %s",
+				timeout, len(viewers), len(want), c.summary(viewers))
+		}
+		<-tick.C
+	}
+}
+
+// summary counts the viewers by how many members they see alive.
+func (c *cluster) summary(viewers []int) string {
+	hist := make(map[int]int)
+	suspect := 0
+	for _, v := range viewers {
+		for _, m := range c.nodes[v].Members() {
+			if m.State == memberlist.StateAlive {
+				hist[len(c.alive(v))]++
+				break
+			}
+		}
+		suspect += len(c.nodes[v].Members()) - len(c.alive(v))
+	}
+	return fmt.Sprintf("viewers by alive count %v, %d suspect entries", hist, suspect)
 }
 
 func without(idx []int, drop ...int) []int {
@@ -197,27 +223,29 @@ func span(from, to int) []int {
 }
 
 func TestMemberlistCrashAndRestart(t *testing.T) {
+	t.Parallel() // mostly waiting on failure detectors: overlap them
 	n := New(WithSeed(1))
 	defer n.Close()
-	c := newCluster(t, n, 8)
+	c := newCluster(t, n, 6)
 	all := c.all()
 	c.waitSee(5*time.Second, all, all)
 
 	start := time.Now()
-	n.Crash(c.addr(7))
-	c.waitSee(10*time.Second, without(all, 7), without(all, 7))
-	t.Logf("crashed node declared dead by all 7 peers in %v", time.Since(start))
+	n.Crash(c.addr(5))
+	c.waitSee(10*time.Second, without(all, 5), without(all, 5))
+	t.Logf("crashed node declared dead by all 5 peers in %v", time.Since(start))
 	// Cut off, the crashed node's memberlist sees everyone else fail.
-	c.waitSee(10*time.Second, []int{7}, []int{7})
+	c.waitSee(10*time.Second, []int{5}, []int{5})
 
 	// The same process comes back and rejoins (serf would, on its
 	// reconnect timer).
-	n.Restart(c.addr(7))
-	c.joinAll(0, 7)
+	n.Restart(c.addr(5))
+	c.joinAll(0, 5)
 	c.waitSee(10*time.Second, all, all)
 }
 
 func TestMemberlistReplaceAtSameAddress(t *testing.T) {
+	t.Parallel() // mostly waiting on failure detectors: overlap them
 	n := New(WithSeed(2))
 	defer n.Close()
 	c := newCluster(t, n, 6)
@@ -237,6 +265,7 @@ func TestMemberlistReplaceAtSameAddress(t *testing.T) {
 }
 
 func TestMemberlistPartitionAndHeal(t *testing.T) {
+	t.Parallel() // mostly waiting on failure detectors: overlap them
 	n := New(WithSeed(3))
 	defer n.Close()
 	c := newCluster(t, n, 10)
@@ -261,6 +290,7 @@ func TestMemberlistPartitionAndHeal(t *testing.T) {
 }
 
 func TestMemberlistLoss(t *testing.T) {
+	t.Parallel() // mostly waiting on failure detectors: overlap them
 	n := New(WithSeed(4))
 	defer n.Close()
 	n.SetLoss(0.2)
@@ -288,6 +318,7 @@ func TestMemberlistLoss(t *testing.T) {
 // neither is declared dead. (The TCP fallback probe and push/pull between
 // them fail, as a stream needs both directions.)
 func TestMemberlistOneWayCut(t *testing.T) {
+	t.Parallel() // mostly waiting on failure detectors: overlap them
 	n := New(WithSeed(5))
 	defer n.Close()
 	c := newCluster(t, n, 5)
@@ -320,6 +351,7 @@ func TestMemberlistOneWayCut(t *testing.T) {
 }
 
 func TestMemberlistLatency(t *testing.T) {
+	t.Parallel() // mostly waiting on failure detectors: overlap them
 	n := New(WithSeed(6), WithLatency(10*time.Millisecond)) // RTT 20ms < ProbeTimeout 50ms
 	defer n.Close()
 	c := newCluster(t, n, 8)

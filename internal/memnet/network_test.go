@@ -2,6 +2,7 @@ package memnet
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -12,8 +13,24 @@ import (
 	"go.uber.org/goleak"
 )
 
+// TestMain fails the run if any goroutine outlives the tests. It is
+// goleak.VerifyTestMain with a longer grace: memberlist's Shutdown does not
+// wait for its goroutines, and on a loaded machine under -race they can
+// take seconds to notice, more than goleak's own retries allow.
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	code := m.Run()
+	if code == 0 {
+		deadline := time.Now().Add(15 * time.Second)
+		err := goleak.Find()
+		for err != nil && time.Now().Before(deadline) {
+			err = goleak.Find()
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
 }
 
 // waitFor polls cond until it holds or the timeout passes.
