@@ -26,8 +26,9 @@
 // # Networks and faults
 //
 // [InMemory] (the default) runs every node on one in-process network that
-// carries hundreds of nodes on two cores, converges faster than sockets,
-// and takes faults: [Cluster.Partition] and [Cluster.Heal], [Cluster.Cut]
+// carries hundreds of nodes on two cores, converges at least as fast as
+// sockets (gossip timings, not the network, bound convergence), and takes
+// faults: [Cluster.Partition] and [Cluster.Heal], [Cluster.Cut]
 // one direction of a link, [Cluster.SetLoss] and [Cluster.SetLatency].
 // Packet loss is deterministic under [Options.Seed]; memberlist's own
 // randomness and the scheduler are not, so a run does not replay exactly.
