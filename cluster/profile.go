@@ -33,7 +33,9 @@ func serfConfig(p Profile) *serf.Config {
 		c.ReconnectTimeout = 5 * time.Minute
 		c.TombstoneTimeout = 5 * time.Minute
 		c.LeavePropagateDelay = 50 * time.Millisecond
-		c.BroadcastTimeout = 2 * time.Second
+		// SetTags and Leave wait this long for their broadcast; short so
+		// that Close of a cut-off node does not hang on it.
+		c.BroadcastTimeout = 500 * time.Millisecond
 		c.FlapTimeout = 5 * time.Second
 	case ProfileWAN:
 		c.MemberlistConfig = memberlist.DefaultWANConfig()
