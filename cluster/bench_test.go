@@ -127,15 +127,21 @@ func rawAlive(s *serf.Serf) int {
 
 // BenchmarkConvergence measures the time for N nodes on loopback to start,
 // join the first and all see N alive members, with the SDK and with raw
-// serf on the same timings (ProfileLocal), run interleaved in one run.
+// serf on the same timings (ProfileLocal), interleaved in one run (the
+// order alternates so neither always runs on a warmer machine).
 // ratio = SDK / raw serf of the medians.
 func BenchmarkConvergence(b *testing.B) {
 	for _, size := range []int{10, 50} {
 		b.Run(fmt.Sprintf("n=%d", size), func(b *testing.B) {
 			var sdk, raw []time.Duration
-			for range b.N {
-				raw = append(raw, convergeRaw(b, size))
-				sdk = append(sdk, convergeSDK(b, size))
+			for i := range b.N {
+				if i%2 == 0 {
+					raw = append(raw, convergeRaw(b, size, i))
+					sdk = append(sdk, convergeSDK(b, size, i))
+				} else {
+					sdk = append(sdk, convergeSDK(b, size, i))
+					raw = append(raw, convergeRaw(b, size, i))
+				}
 			}
 			ms, mr := median(sdk), median(raw)
 			b.ReportMetric(float64(ms.Milliseconds()), "sdk-ms")
@@ -152,12 +158,12 @@ func median(ds []time.Duration) time.Duration {
 	return s[len(s)/2]
 }
 
-func convergeRaw(b *testing.B, size int) time.Duration {
+func convergeRaw(b *testing.B, size, round int) time.Duration {
 	b.Helper()
 	var nodes []*serf.Serf
 	t0 := time.Now()
 	for i := range size {
-		s := rawSerf(b, ProfileLocal, fmt.Sprintf("raw-%d", i))
+		s := rawSerf(b, ProfileLocal, fmt.Sprintf("raw-%d-%d", round, i))
 		if i > 0 {
 			first := nodes[0].LocalMember()
 			if _, err := s.Join([]string{net.JoinHostPort(first.Addr.String(), strconv.Itoa(int(first.Port)))}, true); err != nil {
@@ -166,7 +172,7 @@ func convergeRaw(b *testing.B, size int) time.Duration {
 		}
 		nodes = append(nodes, s)
 	}
-	waitFor(b, 60*time.Second, "raw serf converged", func() bool {
+	waitFor(b, 120*time.Second, "raw serf converged", func() bool {
 		for _, s := range nodes {
 			if rawAlive(s) != size {
 				return false
@@ -181,19 +187,19 @@ func convergeRaw(b *testing.B, size int) time.Duration {
 	return d
 }
 
-func convergeSDK(b *testing.B, size int) time.Duration {
+func convergeSDK(b *testing.B, size, round int) time.Duration {
 	b.Helper()
 	var nodes []*Node
 	t0 := time.Now()
 	for i := range size {
 		cfg := local("bench", role.Worker)
-		cfg.NodeName = fmt.Sprintf("sdk-%d", i)
+		cfg.NodeName = fmt.Sprintf("sdk-%d-%d", round, i)
 		if i > 0 {
 			cfg = withSeed(cfg, nodes[0])
 		}
 		nodes = append(nodes, start(b, cfg))
 	}
-	waitFor(b, 60*time.Second, "sdk converged", func() bool {
+	waitFor(b, 120*time.Second, "sdk converged", func() bool {
 		for _, n := range nodes {
 			c := 0
 			for _, m := range n.View().members {

@@ -796,3 +796,18 @@ func decodeFrom(b []byte) (string, []byte, bool) {
 	}
 	return string(b[k : k+int(l)]), b[k+int(l):], true
 }
+
+// RTT estimates the round-trip time to the named member from serf's
+// network coordinates (Vivaldi). ok is false when either coordinate is not
+// known yet.
+func (n *Node) RTT(member string) (time.Duration, bool) {
+	self, err := n.serf.GetCoordinate()
+	if err != nil {
+		return 0, false
+	}
+	other, ok := n.serf.GetCachedCoordinate(member)
+	if !ok || other == nil {
+		return 0, false
+	}
+	return self.DistanceTo(other), true
+}

@@ -91,3 +91,16 @@ func TestLeaveAndCloseAreIdempotent(t *testing.T) {
 		t.Fatalf("Leave after Close = %v, want ErrClosed", err)
 	}
 }
+
+// RTT comes from serf's coordinates once the nodes have probed each other.
+func TestRTT(t *testing.T) {
+	a := start(t, local("carbon.test", role.Worker))
+	b := start(t, withSeed(local("carbon.test", role.Worker), a))
+	waitFor(t, 10*time.Second, "a coordinate for the peer", func() bool {
+		d, ok := a.RTT(b.Name())
+		return ok && d > 0 && d < time.Second
+	})
+	if _, ok := a.RTT("nobody"); ok {
+		t.Fatal("RTT for an unknown member")
+	}
+}

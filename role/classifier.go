@@ -11,6 +11,9 @@ import (
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/selector"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
+	// Reading a method's idempotency_level needs the descriptor package
+	// linked in, or MethodDescriptor.Options panics.
+	_ "google.golang.org/protobuf/types/descriptorpb"
 )
 
 // Classifier tells reads from writes, for gRPC methods and HTTP requests,
