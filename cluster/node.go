@@ -455,19 +455,21 @@ func (n *Node) loop() {
 			return
 		case e := <-n.events:
 			n.handle(e)
-			// Take what else is queued, then publish once.
-		drain:
-			for range 256 {
-				select {
-				case e := <-n.events:
-					n.handle(e)
-				default:
-					break drain
-				}
-			}
 		case <-n.kick:
 		case <-timerC:
 			timerC = nil
+		}
+		// Take every event already queued before deciding anything: a
+		// kick right after a join must not run the election on a view
+		// that lacks the members the join just brought.
+	drain:
+		for range 1024 {
+			select {
+			case e := <-n.events:
+				n.handle(e)
+			default:
+				break drain
+			}
 		}
 		wait := n.recompute()
 		if wait > 0 && timerC == nil {
