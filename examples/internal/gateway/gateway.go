@@ -1,0 +1,254 @@
+// Package gateway is the balancer of the examples: a process that joins a
+// domain as an observer (it is never routed to nor elected) and forwards
+// gRPC and HTTP calls into it with package lb.
+//
+// A gateway either fronts one sub-domain (pattern 1's and pattern 3's
+// dedicated balancers: every call goes to it; the managers' balancer sends
+// to the active manager first), or is shared (pattern 2's one balancer:
+// reads go to the workers, writes to the active manager, told apart by the
+// same classifier as the role Guard, and the management console to the
+// managers whatever the method). For pattern 2 the two routes live in
+// two domains, so the gateway holds two observer Nodes.
+//
+// The gRPC side forwards the demo Catalog service; the HTTP side forwards
+// everything except /_gateway/status, the gateway's own status page.
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/carbonkit/carbon/cluster"
+	pb "github.com/carbonkit/carbon/examples/internal/catalogpb"
+	"github.com/carbonkit/carbon/lb"
+	"github.com/carbonkit/carbon/role"
+)
+
+// StatusPath is where a gateway serves its own status page.
+const StatusPath = "/_gateway/status"
+
+// Route is where a gateway sends calls: the routable members of a
+// sub-domain, as an observer Node of their domain sees them.
+type Route struct {
+	Node      *cluster.Node
+	SubDomain string
+	// Policy balances the calls (lb.ActiveFirst for managers).
+	Policy lb.Policy
+}
+
+// Config configures a Gateway.
+type Config struct {
+	// Reads receives every call, or only the reads when Writes is set.
+	Reads Route
+	// Writes, when set, receives the writes: a shared balancer.
+	Writes *Route
+	// ManagerPaths are HTTP path prefixes a shared balancer sends to
+	// Writes whatever the method: what only managers serve. Default
+	// {"/console"}, the management console.
+	ManagerPaths []string
+	// GRPCAddr and HTTPAddr are the listen addresses. Default
+	// "127.0.0.1:0".
+	GRPCAddr, HTTPAddr string
+	// Options are added to every lb.Dial and lb.NewReverseProxy (meter
+	// provider, slow start, ...).
+	Options []lb.Option
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+}
+
+// Gateway is a running balancer.
+type Gateway struct {
+	conns    []*grpc.ClientConn
+	proxies  []*httputil.ReverseProxy
+	grpc     *grpc.Server
+	http     *http.Server
+	grpcAddr string
+	httpAddr string
+	served   sync.WaitGroup
+	once     sync.Once
+}
+
+// Start dials the routes and starts serving.
+func Start(cfg Config) (g *Gateway, err error) {
+	if cfg.Reads.Node == nil || (cfg.Writes != nil && cfg.Writes.Node == nil) {
+		return nil, errors.New("gateway: a Route has no Node")
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	g = &Gateway{}
+	defer func() {
+		if err != nil {
+			g.Close()
+		}
+	}()
+	dial := func(r Route) (*grpc.ClientConn, error) {
+		cc, err := lb.Dial(r.Node, r.SubDomain, append([]lb.Option{lb.WithPolicy(r.Policy), lb.WithLogger(log)}, cfg.Options...)...)
+		if err == nil {
+			g.conns = append(g.conns, cc)
+		}
+		return cc, err
+	}
+	proxy := func(r Route) *httputil.ReverseProxy {
+		p := lb.NewReverseProxy(r.Node, r.SubDomain, append([]lb.Option{lb.WithPolicy(r.Policy), lb.WithLogger(log)}, cfg.Options...)...)
+		g.proxies = append(g.proxies, p)
+		return p
+	}
+
+	var conn grpc.ClientConnInterface
+	var handler http.Handler
+	nodes := []*cluster.Node{cfg.Reads.Node}
+	reads, err := dial(cfg.Reads)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Writes == nil {
+		conn = reads
+		handler = proxy(cfg.Reads)
+	} else {
+		writes, err := dial(*cfg.Writes)
+		if err != nil {
+			return nil, err
+		}
+		classifier := role.NewClassifier()
+		conn = lb.NewRouter(reads, writes, lb.WithClassifier(classifier))
+		rp, wp := proxy(cfg.Reads), proxy(*cfg.Writes)
+		mgrPaths := cfg.ManagerPaths
+		if mgrPaths == nil {
+			mgrPaths = []string{"/console"}
+		}
+		toManagers := func(p string) bool {
+			for _, m := range mgrPaths {
+				if p == m || strings.HasPrefix(p, strings.TrimSuffix(m, "/")+"/") {
+					return true
+				}
+			}
+			return false
+		}
+		handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if classifier.IsReadRequest(r) && !toManagers(r.URL.Path) {
+				rp.ServeHTTP(w, r)
+			} else {
+				wp.ServeHTTP(w, r)
+			}
+		})
+		if cfg.Writes.Node != cfg.Reads.Node {
+			nodes = append(nodes, cfg.Writes.Node)
+		}
+	}
+
+	gl, err := net.Listen("tcp", orDefault(cfg.GRPCAddr, "127.0.0.1:0"))
+	if err != nil {
+		return nil, fmt.Errorf("gateway: gRPC listen address: %w", err)
+	}
+	hl, err := net.Listen("tcp", orDefault(cfg.HTTPAddr, "127.0.0.1:0"))
+	if err != nil {
+		gl.Close()
+		return nil, fmt.Errorf("gateway: HTTP listen address: %w", err)
+	}
+	g.grpcAddr, g.httpAddr = gl.Addr().String(), hl.Addr().String()
+	g.grpc = grpc.NewServer()
+	pb.RegisterCatalogServer(g.grpc, &forward{c: pb.NewCatalogClient(conn)})
+	mux := http.NewServeMux()
+	mux.Handle("GET "+StatusPath, cluster.NewStatusHandler(nodes...))
+	mux.Handle("/", handler)
+	g.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	g.served.Add(2)
+	go func() { defer g.served.Done(); _ = g.grpc.Serve(gl) }()
+	go func() { defer g.served.Done(); _ = g.http.Serve(hl) }()
+	return g, nil
+}
+
+// GRPCAddr is the address of the gateway's gRPC listener.
+func (g *Gateway) GRPCAddr() string { return g.grpcAddr }
+
+// HTTPAddr is the address of the gateway's HTTP listener.
+func (g *Gateway) HTTPAddr() string { return g.httpAddr }
+
+// Shutdown stops accepting calls and waits for those in flight, up to ctx,
+// then closes the connections into the domain. The Nodes are the caller's.
+func (g *Gateway) Shutdown(ctx context.Context) error {
+	var err error
+	if g.http != nil {
+		err = g.http.Shutdown(ctx)
+	}
+	if g.grpc != nil {
+		done := make(chan struct{})
+		go func() { g.grpc.GracefulStop(); close(done) }()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			g.grpc.Stop()
+			<-done
+		}
+	}
+	g.Close()
+	return err
+}
+
+// Close stops at once.
+func (g *Gateway) Close() {
+	g.once.Do(func() {
+		if g.grpc != nil {
+			g.grpc.Stop()
+		}
+		if g.http != nil {
+			g.http.Close()
+		}
+		g.served.Wait()
+		for _, c := range g.conns {
+			c.Close()
+		}
+		for _, p := range g.proxies {
+			if t, ok := p.Transport.(*lb.Transport); ok {
+				t.Close()
+			}
+		}
+	})
+}
+
+// forward is the Catalog service of a gateway: each call goes to the
+// balanced connection, and its status (the Guard's ErrorInfo included)
+// comes back unchanged.
+type forward struct {
+	pb.UnimplementedCatalogServer
+	c pb.CatalogClient
+}
+
+func (f *forward) ListArtifacts(ctx context.Context, r *pb.ListArtifactsRequest) (*pb.ListArtifactsResponse, error) {
+	return f.c.ListArtifacts(ctx, r)
+}
+
+func (f *forward) GetArtifact(ctx context.Context, r *pb.GetArtifactRequest) (*pb.Artifact, error) {
+	return f.c.GetArtifact(ctx, r)
+}
+
+func (f *forward) DeployArtifact(ctx context.Context, r *pb.DeployArtifactRequest) (*pb.Artifact, error) {
+	return f.c.DeployArtifact(ctx, r)
+}
+
+func (f *forward) UpdateArtifact(ctx context.Context, r *pb.UpdateArtifactRequest) (*pb.Artifact, error) {
+	return f.c.UpdateArtifact(ctx, r)
+}
+
+func (f *forward) UndeployArtifact(ctx context.Context, r *pb.UndeployArtifactRequest) (*pb.UndeployArtifactResponse, error) {
+	return f.c.UndeployArtifact(ctx, r)
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
