@@ -1,44 +1,10 @@
 package cluster
 
 import (
-	"time"
-
-	"github.com/hashicorp/memberlist"
 	"github.com/hashicorp/serf/serf"
+
+	"github.com/carbonkit/carbon/internal/timing"
 )
 
 // serfConfig returns serf's and memberlist's timings for a profile.
-func serfConfig(p Profile) *serf.Config {
-	c := serf.DefaultConfig()
-	switch p {
-	case ProfileLocal:
-		ml := memberlist.DefaultLocalConfig()
-		// 200 ms probes with a 150 ms timeout: a crashed node is declared
-		// dead by all within about a second on 10 nodes, while a busy
-		// machine (tests under -race) does not make healthy members flap.
-		ml.ProbeInterval = 200 * time.Millisecond
-		ml.ProbeTimeout = 150 * time.Millisecond
-		ml.GossipInterval = 20 * time.Millisecond
-		ml.GossipNodes = 4
-		ml.GossipToTheDeadTime = 2 * time.Second
-		ml.SuspicionMult = 2
-		ml.SuspicionMaxTimeoutMult = 3
-		ml.RetransmitMult = 3
-		ml.PushPullInterval = 2 * time.Second
-		ml.TCPTimeout = 5 * time.Second
-		ml.DeadNodeReclaimTime = 500 * time.Millisecond
-		c.MemberlistConfig = ml
-		c.ReapInterval = time.Second
-		c.ReconnectInterval = 500 * time.Millisecond
-		c.ReconnectTimeout = 5 * time.Minute
-		c.TombstoneTimeout = 5 * time.Minute
-		c.LeavePropagateDelay = 50 * time.Millisecond
-		// SetTags and Leave wait this long for their broadcast; short so
-		// that Close of a cut-off node does not hang on it.
-		c.BroadcastTimeout = 500 * time.Millisecond
-		c.FlapTimeout = 5 * time.Second
-	case ProfileWAN:
-		c.MemberlistConfig = memberlist.DefaultWANConfig()
-	}
-	return c
-}
+func serfConfig(p Profile) *serf.Config { return timing.Serf(timing.Profile(p)) }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/carbonkit/carbon/cluster"
 	"github.com/carbonkit/carbon/cluster/clustertest"
+	"github.com/carbonkit/carbon/internal/timing"
 )
 
 // BenchmarkScale measures, for clusters of 10 to 200 nodes, how long the
@@ -153,32 +154,9 @@ func runSDK(b *testing.B, nw clustertest.Network, prof cluster.Profile, n int) s
 }
 
 // rawSerfConfig is serf's config for a profile, with the timings package
-// cluster uses for it (cluster/profile.go), so the baseline is comparable.
+// cluster uses for it, so the baseline is comparable.
 func rawSerfConfig(prof cluster.Profile) *serf.Config {
-	c := serf.DefaultConfig()
-	if prof == cluster.ProfileLocal {
-		ml := memberlist.DefaultLocalConfig()
-		ml.ProbeInterval = 100 * time.Millisecond
-		ml.ProbeTimeout = 50 * time.Millisecond
-		ml.GossipInterval = 20 * time.Millisecond
-		ml.GossipNodes = 4
-		ml.GossipToTheDeadTime = 2 * time.Second
-		ml.SuspicionMult = 2
-		ml.SuspicionMaxTimeoutMult = 3
-		ml.RetransmitMult = 3
-		ml.PushPullInterval = 2 * time.Second
-		ml.TCPTimeout = time.Second
-		ml.DeadNodeReclaimTime = 500 * time.Millisecond
-		c.MemberlistConfig = ml
-		c.ReapInterval = time.Second
-		c.ReconnectInterval = 500 * time.Millisecond
-		c.ReconnectTimeout = 5 * time.Minute
-		c.TombstoneTimeout = 5 * time.Minute
-		c.LeavePropagateDelay = 50 * time.Millisecond
-		c.BroadcastTimeout = 2 * time.Second
-		c.FlapTimeout = 5 * time.Second
-	}
-	return c
+	return timing.Serf(timing.Profile(prof))
 }
 
 type rawNode struct {

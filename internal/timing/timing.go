@@ -1,0 +1,57 @@
+// Package timing holds the serf and memberlist timings of each profile, in
+// one place for package cluster and for the baselines its benchmarks run
+// on raw serf.
+package timing
+
+import (
+	"time"
+
+	"github.com/hashicorp/memberlist"
+	"github.com/hashicorp/serf/serf"
+)
+
+// Profile numbers match cluster.Profile.
+type Profile int
+
+// The profiles.
+const (
+	LAN Profile = iota
+	Local
+	WAN
+)
+
+// Serf returns a fresh serf config with the timings of profile p.
+func Serf(p Profile) *serf.Config {
+	c := serf.DefaultConfig()
+	switch p {
+	case Local:
+		ml := memberlist.DefaultLocalConfig()
+		// 200 ms probes with a 150 ms timeout: a crashed node is declared
+		// dead by all within about a second on 10 nodes, while a busy
+		// machine (tests under -race) does not make healthy members flap.
+		ml.ProbeInterval = 200 * time.Millisecond
+		ml.ProbeTimeout = 150 * time.Millisecond
+		ml.GossipInterval = 20 * time.Millisecond
+		ml.GossipNodes = 4
+		ml.GossipToTheDeadTime = 2 * time.Second
+		ml.SuspicionMult = 2
+		ml.SuspicionMaxTimeoutMult = 3
+		ml.RetransmitMult = 3
+		ml.PushPullInterval = 2 * time.Second
+		ml.TCPTimeout = 5 * time.Second
+		ml.DeadNodeReclaimTime = 500 * time.Millisecond
+		c.MemberlistConfig = ml
+		c.ReapInterval = time.Second
+		c.ReconnectInterval = 500 * time.Millisecond
+		c.ReconnectTimeout = 5 * time.Minute
+		c.TombstoneTimeout = 5 * time.Minute
+		c.LeavePropagateDelay = 50 * time.Millisecond
+		// SetTags and Leave wait this long for their broadcast; short so
+		// that Close of a cut-off node does not hang on it.
+		c.BroadcastTimeout = 500 * time.Millisecond
+		c.FlapTimeout = 5 * time.Second
+	case WAN:
+		c.MemberlistConfig = memberlist.DefaultWANConfig()
+	}
+	return c
+}
