@@ -133,12 +133,12 @@ func (t *Topology) observer(ctx context.Context, domain, name string, seeds ...s
 
 // Start starts the topology of opts.Pattern and waits until every node and
 // balancer sees it whole. On error nothing is left running.
-func Start(ctx context.Context, opts Options) (t *Topology, err error) {
+func Start(ctx context.Context, opts Options) (_ *Topology, err error) {
 	if opts.Pattern < 1 || opts.Pattern > 3 {
 		return nil, fmt.Errorf("%w, got %d", ErrPattern, opts.Pattern)
 	}
 	opts.defaults()
-	t = &Topology{opts: opts, killed: map[*server.Server]bool{}}
+	t := &Topology{opts: opts, killed: map[*server.Server]bool{}}
 	defer func() {
 		if err != nil {
 			t.Close()
