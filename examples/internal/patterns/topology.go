@@ -54,6 +54,8 @@ type Options struct {
 	// Profile is the gossip timing. Default cluster.ProfileLocal (a crashed
 	// node is declared failed within about a second).
 	Profile cluster.Profile
+	// StepTimeout bounds each step of the tour. Default 30 s.
+	StepTimeout time.Duration
 	// Logger receives the nodes' logs. Default: discarded.
 	Logger *slog.Logger
 	// Progress, when set, receives each step of the tour as it ends.
@@ -111,6 +113,9 @@ type Topology struct {
 func (o *Options) defaults() {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.StepTimeout <= 0 {
+		o.StepTimeout = 30 * time.Second
 	}
 	if o.Profile == cluster.ProfileLAN {
 		o.Profile = cluster.ProfileLocal

@@ -83,7 +83,7 @@ func (t *Topology) Tour(ctx context.Context) Report {
 	r := Report{Pattern: t.opts.Pattern}
 	step := func(name string, f func(ctx context.Context) (bool, string)) {
 		start := time.Now()
-		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		sctx, cancel := context.WithTimeout(ctx, t.opts.StepTimeout)
 		held, detail := f(sctx)
 		cancel()
 		s := Step{Name: name, Held: held, Detail: detail, Took: time.Since(start)}
