@@ -37,7 +37,7 @@ type DomainStatus struct {
 	// Version is the view's version.
 	Version uint64 `json:"version"`
 	// SubDomains are sorted by name; observers, which have no sub-domain,
-	// are grouped under the name "".
+	// are grouped last under the name "".
 	SubDomains []SubDomainStatus `json:"sub_domains"`
 }
 
@@ -124,7 +124,18 @@ func domainStatus(n *Node) DomainStatus {
 			Properties: m.Properties,
 		})
 	}
-	slices.Sort(names)
+	// Sub-domains by name, observers (no sub-domain) last.
+	slices.SortFunc(names, func(a, b string) int {
+		switch {
+		case a == b:
+			return 0
+		case a == "":
+			return 1
+		case b == "":
+			return -1
+		}
+		return strings.Compare(a, b)
+	})
 	for _, name := range names {
 		s := bySub[name]
 		if s.Managers {
@@ -223,7 +234,7 @@ h1{font-size:1.4em;margin:0 0 .2em}
 h2{font-size:1.15em;margin:1.4em 0 .3em}
 h3{font-size:1em;margin:1em 0 .3em}
 .meta{color:#5b6475;font-size:.9em}
-table{border-collapse:collapse;width:100%;background:#fff;box-shadow:0 1px 2px rgba(0,0,0,.08)}
+table{border-collapse:collapse;width:100%;table-layout:fixed;background:#fff;box-shadow:0 1px 2px rgba(0,0,0,.08)}
 th,td{text-align:left;padding:.35em .6em;border-bottom:1px solid #e3e6eb;font-size:.9em;vertical-align:top}
 th{background:#eef0f4}
 .pill{display:inline-block;padding:0 .5em;border-radius:.8em;font-size:.85em}
@@ -243,6 +254,7 @@ code{font-size:.85em}
 {{range .SubDomains}}
 <h3>Sub-domain <code>{{subName .Name}}</code>{{if .Managers}} &mdash; active manager: {{if .Active}}<b>{{.Active}}</b>, epoch {{.Epoch}}{{else}}<span class="pill no">none</span>{{end}}{{end}}</h3>
 <table>
+<colgroup><col style="width:18%"><col style="width:10%"><col style="width:10%"><col style="width:12%"><col style="width:9%"><col style="width:25%"><col style="width:16%"></colgroup>
 <tr><th>member</th><th>role</th><th>status</th><th>serving state</th><th>routable</th><th>endpoints</th><th>gossip</th></tr>
 {{range .Members}}<tr>
 <td>{{.Name}}{{if .Active}} <span class="pill active">active</span>{{end}}</td>
