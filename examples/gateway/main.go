@@ -68,7 +68,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	wBind := cli.String(fs, "writes-bind", "127.0.0.1:0", "shared mode: gossip host:port of the observer in -writes-domain")
 	grpcAddr := cli.String(fs, "grpc", "127.0.0.1:0", "gRPC listen address")
 	httpAddr := cli.String(fs, "http", "127.0.0.1:0", "HTTP listen address")
-	useNginx := cli.String(fs, "nginx", "false", "run a real Nginx as the balancer, its upstreams kept by lb/nginx")
+	useNginx := cli.Bool(fs, "nginx", false, "run a real Nginx as the balancer, its upstreams kept by lb/nginx")
 	nginxBin := cli.String(fs, "nginx-bin", "", "nginx binary (default: nginx in PATH, or /usr/sbin/nginx)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -103,7 +103,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if *mode != "sub-domain" && *mode != "shared" {
 		return fail(2, fmt.Errorf("-mode: want sub-domain or shared, got %q", *mode))
 	}
-	nginxOn := *useNginx == "true" || *useNginx == "1"
+	nginxOn := *useNginx
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -36,6 +37,15 @@ func Env(flagName, def string) string {
 // variable, and names the variable in the usage text.
 func String(fs *flag.FlagSet, name, def, usage string) *string {
 	return fs.String(name, Env(name, def), usage+" ($"+EnvName(name)+")")
+}
+
+// Bool defines a boolean flag whose default comes from its environment
+// variable ("1", "true", ...).
+func Bool(fs *flag.FlagSet, name string, def bool, usage string) *bool {
+	if v, err := strconv.ParseBool(Env(name, strconv.FormatBool(def))); err == nil {
+		def = v
+	}
+	return fs.Bool(name, def, usage+" ($"+EnvName(name)+")")
 }
 
 // Node holds the flags that join a domain.

@@ -32,7 +32,7 @@ func Serve(program string, r role.Role, args []string, stdout, stderr io.Writer)
 	grpcAddr := String(fs, "grpc", "127.0.0.1:0", "gRPC listen address")
 	httpAddr := String(fs, "http", "127.0.0.1:0", "HTTP listen address (API, /status, and /console on managers)")
 	advHost := String(fs, "advertise-host", "", "host advertised in the endpoints (needed when listening on 0.0.0.0)")
-	disclose := String(fs, "disclose-active", "false", "name the active manager's gRPC endpoint in rejected writes")
+	disclose := Bool(fs, "disclose-active", false, "name the active manager's gRPC endpoint in rejected writes")
 	var mode, quorum, followDomain, followSeeds, followBind *string
 	if r == role.Manager {
 		mode = String(fs, "manager-mode", "active-passive", "active-passive or active-active")
@@ -60,11 +60,7 @@ func Serve(program string, r role.Role, args []string, stdout, stderr io.Writer)
 		return 2
 	}
 	ccfg.Role = r
-	cfg := server.Config{Cluster: ccfg, GRPCAddr: *grpcAddr, HTTPAddr: *httpAddr, AdvertiseHost: *advHost}
-	if cfg.DiscloseActive, err = strconv.ParseBool(*disclose); err != nil {
-		fmt.Fprintln(stderr, "-disclose-active:", err)
-		return 2
-	}
+	cfg := server.Config{Cluster: ccfg, GRPCAddr: *grpcAddr, HTTPAddr: *httpAddr, AdvertiseHost: *advHost, DiscloseActive: *disclose}
 	if r == role.Manager {
 		switch *mode {
 		case "active-passive":
