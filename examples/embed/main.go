@@ -63,7 +63,7 @@ func run(ctx context.Context, domain string, seeds []string, ready func(*cluster
 	mux := http.NewServeMux()
 	mux.Handle("/status", cluster.NewStatusHandler(node))
 	mux.Handle("/console", role.ManagerOnly(node, http.NotFoundHandler())) // your console: 404 on workers
-	hs := &http.Server{Handler: guard.HTTP(mux)} // HTTP writes only on the active manager
+	hs := &http.Server{Handler: guard.HTTP(mux)}                           // HTTP writes only on the active manager
 	go srv.Serve(grpcLis)
 	go hs.Serve(httpLis)
 	if ready != nil {
