@@ -19,7 +19,7 @@
 // get names from their role ("manager-1", "worker-1", ...) unless their
 // [NodeSpec] names them, the domain "clustertest" unless [Options] says
 // otherwise, and the fast [cluster.ProfileLocal] timings (probe every
-// 200 ms, gossip every 20 ms), so a crash is seen by all in about a
+// 200 ms, gossip every 50 ms), so a crash is seen by all in about a
 // second. [Options.Config] and [NodeSpec.Config] can change any field of
 // the [cluster.Config] before Join.
 //
