@@ -13,6 +13,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/carbonkit/carbon/internal/leakcheck"
+	"github.com/carbonkit/carbon/internal/testutil"
 	"github.com/carbonkit/carbon/role"
 )
 
@@ -52,13 +53,7 @@ func addrOf(n *Node) string { return n.Self().Addr }
 // waitFor polls cond until it holds or the deadline passes.
 func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testutil.WaitFor(t, timeout, what, cond)
 }
 
 // aliveCount is how many alive, serving members n sees.

@@ -23,6 +23,7 @@ import (
 
 	"github.com/carbonkit/carbon/cluster"
 	"github.com/carbonkit/carbon/cluster/depsync"
+	"github.com/carbonkit/carbon/internal/testutil"
 	"github.com/carbonkit/carbon/role"
 )
 
@@ -157,13 +158,7 @@ func (tn *tnode) seed() string { return tn.n.Self().Addr }
 // waitFor polls cond until it holds or the deadline passes.
 func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testutil.WaitFor(t, timeout, what, cond)
 }
 
 func waitActive(t testing.TB, tn *tnode) {

@@ -21,6 +21,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/carbonkit/carbon/cluster"
+	"github.com/carbonkit/carbon/internal/testutil"
 	"github.com/carbonkit/carbon/role"
 )
 
@@ -384,13 +385,7 @@ func runController(t testing.TB, c *Controller) {
 // waitFor polls cond until it holds or the deadline passes.
 func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testutil.WaitFor(t, timeout, what, cond)
 }
 
 // servers returns the names of the servers of the named upstream last
