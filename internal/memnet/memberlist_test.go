@@ -368,7 +368,7 @@ func TestMemberlistOneWayCut(t *testing.T) {
 }
 
 func TestMemberlistLatency(t *testing.T) {
-	t.Parallel() // mostly waiting on failure detectors: overlap them
+	t.Parallel()                                            // mostly waiting on failure detectors: overlap them
 	n := New(WithSeed(6), WithLatency(10*time.Millisecond)) // RTT 20ms < ProbeTimeout 50ms
 	defer n.Close()
 	c := newCluster(t, n, 8)
