@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sync"
+	"time"
 
 	"google.golang.org/grpc/balancer"
 	"google.golang.org/grpc/balancer/base"
@@ -65,9 +66,12 @@ type lbBalancer struct {
 	child               balancer.Balancer
 	policy              Policy
 
-	mu    sync.Mutex
-	s     *state
-	empty bool
+	mu       sync.Mutex
+	s        *state
+	empty    bool
+	closed   bool
+	slow     *set        // the current picker's set while a member is slowly starting
+	slowStop func() bool // cancels the timer that raises slow starts' shares
 }
 
 func (b *lbBalancer) UpdateClientConnState(ccs balancer.ClientConnState) error {
@@ -102,7 +106,57 @@ func (b *lbBalancer) UpdateSubConnState(balancer.SubConn, balancer.SubConnState)
 
 func (b *lbBalancer) ExitIdle() { b.child.ExitIdle() }
 
-func (b *lbBalancer) Close() { b.child.Close() }
+func (b *lbBalancer) Close() {
+	b.stopSlow()
+	b.child.Close()
+}
+
+// stopSlow stops the slow-start timer for good.
+func (b *lbBalancer) stopSlow() {
+	b.mu.Lock()
+	b.closed = true
+	b.setSlow(nil)
+	b.mu.Unlock()
+}
+
+// setSlow makes x the set whose slow starts a timer moves on, stopping the
+// timer of the previous one. The caller holds b.mu.
+func (b *lbBalancer) setSlow(x *set) {
+	if b.slowStop != nil {
+		b.slowStop()
+		b.slowStop = nil
+	}
+	b.slow = nil
+	if x == nil || b.closed {
+		return
+	}
+	if next := x.slowNext.Load(); next != 0 {
+		b.slow = x
+		b.armSlow(x, next)
+	}
+}
+
+// armSlow schedules the refresh of x's slow-start shares at clock next, so
+// that picks read precomputed shares and never the clock. The caller holds
+// b.mu.
+func (b *lbBalancer) armSlow(x *set, next int64) {
+	d := time.Duration(max(next-x.s.now(), 0))
+	b.slowStop = x.s.o.afterFunc(d, func() {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		if b.closed || b.slow != x {
+			return
+		}
+		n := x.refreshSlow(x.s.now())
+		x.slowNext.Store(n)
+		b.slowStop = nil
+		if n == 0 {
+			b.slow = nil
+			return
+		}
+		b.armSlow(x, n)
+	})
+}
 
 // UpdateState builds our picker over the ready children.
 func (b *lbBalancer) UpdateState(st balancer.State) {
@@ -166,9 +220,14 @@ func (b *lbBalancer) UpdateState(st balancer.State) {
 	if b.policy == ActiveFirst {
 		s.setFirst(sps[x.order[0]].name)
 	}
+	b.mu.Lock()
+	b.setSlow(x)
+	b.mu.Unlock()
 	b.ClientConn.UpdateState(balancer.State{
 		ConnectivityState: connectivity.Ready,
-		Picker:            &picker{x: x, children: spk, latency: b.policy != RoundRobin && b.policy != ActiveFirst},
+		// Only the scores of p2c (LeastLoaded, and ConsistentHash without
+		// a key) use latency.
+		Picker: &picker{x: x, children: spk, latency: b.policy == LeastLoaded || b.policy == ConsistentHash},
 	})
 }
 
@@ -181,15 +240,28 @@ func sortByName(idx []int, ps []peer) {
 }
 
 // picker picks a member with the set's policy and then the connection of
-// that member's pick_first child. It never blocks.
+// that member's pick_first child. It never blocks, reads no clock but on
+// the calls that measure latency, and allocates only when the child returns
+// a Done of its own (pick_first returns none).
 type picker struct {
 	x        *set
 	children []balancer.Picker
 	latency  bool
 }
 
-// latencySample: one gRPC call in this many measures its latency.
-const latencySample = 4
+// A call measures its member's latency if no other call to the member is
+// measuring already (trySample) and: the member's latency is unknown, or its
+// last sample is older than sampleInterval by the coarse clock (the newest
+// clock reading of the state), or the call is the member's latencySample-th
+// since. Measuring reads the clock twice (on a slow clocksource, 70-100 ns
+// each), so at high call rates few calls measure (about one per member per
+// sampleInterval, and 1 in latencySample) while at low rates most do: the
+// EWMA (weight 1/8) follows in time, not in calls. The count also keeps the
+// coarse clock moving when calls are shorter than sampleInterval.
+const (
+	latencySample  = 16
+	sampleInterval = int64(time.Millisecond)
+)
 
 type noteCtx struct{}
 
@@ -208,15 +280,7 @@ func (p *picker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
 	if x.policy == ConsistentHash {
 		key, hasKey = keyFrom(info.Ctx)
 	}
-	// Latency is sampled on one call in latencySample: reading the clock
-	// twice and allocating the Done closure on every call would cost more
-	// than the rest of the pick, and the EWMA needs no more.
-	var now int64
-	sample := p.latency && x.s.o.rand()%latencySample == 0
-	if sample {
-		now = x.s.now()
-	}
-	i := x.pick(key, hasKey, -1, &now)
+	i := x.pick(key, hasKey, -1)
 	if i < 0 {
 		return balancer.PickResult{}, balancer.ErrNoSubConnAvailable
 	}
@@ -230,22 +294,20 @@ func (p *picker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
 			n.s, n.member = s, st.name
 		}
 	}
-	s.begin(st)
-	child := res.Done
-	switch {
-	case sample || child != nil:
-		var start int64
-		if sample {
-			start = now
-		}
+	// See sampleInterval: no clock read and no random number to decide.
+	n := s.begin(st)
+	done := st.doneFn
+	if p.latency && (n%latencySample == 0 || st.ewma.Load() == 0 ||
+		s.lastNow.Load()-st.lastObs.Load() > sampleInterval) && s.trySample(st) {
+		done = st.sampleFn
+	}
+	if child := res.Done; child != nil {
 		res.Done = func(di balancer.DoneInfo) {
-			s.finish(st, start, s.grpcFailure(di.Err), di.Err != nil)
-			if child != nil {
-				child(di)
-			}
+			done(di)
+			child(di)
 		}
-	default:
-		res.Done = st.doneFn
+	} else {
+		res.Done = done
 	}
 	return res, nil
 }

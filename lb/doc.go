@@ -53,11 +53,28 @@
 //
 //   - A member that fails, leaves, drains or stops serving gets no new
 //     calls once the Node's view shows it; calls in flight are not cut.
-//   - Pickers never block and allocate at most once per pick (the Done
-//     callback of the latency-measuring policies); metrics are counted in
-//     atomics and exported by an observable callback.
+//   - Pickers never block and do not allocate (the Done callbacks are
+//     bound once per member). A pick reads no clock: ejections end by a
+//     timer, slow-start shares are computed when the picker is built and
+//     raised by a timer, and the age of a latency sample is told by the
+//     newest clock reading. Only the calls that measure latency read the
+//     clock (at their pick and Done): one per member in flight, about one
+//     per member per millisecond at high call rates, most calls at low
+//     ones. Metrics are counted in atomics and exported by an observable
+//     callback.
 //   - Nothing runs in the background but the resolver of each Dial, which
-//     ends when the connection is closed.
+//     ends when the connection is closed, and timers (no goroutine until
+//     they fire) that end ejections and raise slow-start shares; closing
+//     the connection (or the Transport) stops them.
+//
+// # Performance
+//
+// BenchmarkPick measures a pick and its Done over fake connections next to
+// grpc-go's round_robin picker in the same run (x_round_robin is the
+// ratio). On a loaded 2-core VM where round_robin's pick takes about 30 ns:
+// RoundRobin, ActiveFirst and Nearest 2-2.5× that (55-75 ns), LeastLoaded
+// and ConsistentHash about 3.5-4× (100-125 ns), all with 0 allocations;
+// grpc-go's own least_request pick takes 480-540 ns and 3 allocations.
 //
 // # What it does not do
 //

@@ -73,6 +73,9 @@ func (t *Transport) Close() error {
 	if t.unregister != nil {
 		t.unregister()
 	}
+	if t.s != nil {
+		t.s.close()
+	}
 	t.CloseIdleConnections()
 	return nil
 }
@@ -120,8 +123,14 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		key = t.s.o.requestKey(req)
 		hasKey = key != ""
 	}
-	var now int64
-	i := h.x.pick(key, hasKey, -1, &now)
+	if next := h.x.slowNext.Load(); next != 0 {
+		// Slow start moves on with the requests: nothing runs in the
+		// background for a Transport.
+		if now := t.s.now(); now >= next {
+			h.x.slowNext.Store(h.x.refreshSlow(now))
+		}
+	}
+	i := h.x.pick(key, hasKey, -1)
 	if i < 0 {
 		closeBody(req)
 		return nil, fmt.Errorf("%w of sub-domain %q with endpoint %q", ErrNoMembers, t.s.sub, t.s.o.endpoint)
@@ -130,7 +139,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err == nil || req.Context().Err() != nil || !replayable(req) {
 		return resp, err
 	}
-	j := h.x.pick(key, hasKey, i, &now)
+	j := h.x.pick(key, hasKey, i)
 	if j < 0 {
 		return nil, err
 	}

@@ -101,6 +101,7 @@ type options struct {
 	requestKey  func(*http.Request) string
 	clock       func() int64
 	rand        func() uint64
+	afterFunc   func(time.Duration, func()) (stop func() bool)
 	errs        []error
 }
 
@@ -263,12 +264,15 @@ func buildOptions(defEndpoint string, opts []Option) (*options, error) {
 		o.clock = monotonic
 	}
 	if o.rand == nil {
-		o.rand = fastRand
+		o.rand = newRand()
+	}
+	if o.afterFunc == nil {
+		o.afterFunc = afterFunc
 	}
 	return o, nil
 }
 
-// withSeams replaces the clock and the random source (tests).
-func withSeams(clock func() int64, rnd func() uint64) Option {
-	return func(o *options) { o.clock, o.rand = clock, rnd }
+// withSeams replaces the clock, the random source and the timers (tests).
+func withSeams(clock func() int64, rnd func() uint64, after func(time.Duration, func()) func() bool) Option {
+	return func(o *options) { o.clock, o.rand, o.afterFunc = clock, rnd, after }
 }

@@ -3,18 +3,59 @@ package lb
 import (
 	"fmt"
 	"math/rand/v2"
+	"sort"
 	"testing"
 	"time"
+
+	"github.com/cespare/xxhash/v2"
 )
 
-type fakeClock struct{ t int64 }
+// fakeClock is the clock and the timers of a test state: timers fire in add.
+type fakeClock struct {
+	t      int64
+	timers []*fakeTimer
+}
 
-func (c *fakeClock) now() int64          { return c.t }
-func (c *fakeClock) add(d time.Duration) { c.t += int64(d) }
+type fakeTimer struct {
+	at int64
+	f  func()
+}
+
+func (c *fakeClock) now() int64 { return c.t }
+func (c *fakeClock) add(d time.Duration) {
+	c.t += int64(d)
+	for {
+		fired := false
+		for i, tm := range c.timers {
+			if tm.at <= c.t {
+				c.timers = append(c.timers[:i], c.timers[i+1:]...)
+				tm.f()
+				fired = true
+				break
+			}
+		}
+		if !fired {
+			return
+		}
+	}
+}
+func (c *fakeClock) afterFunc(d time.Duration, f func()) func() bool {
+	tm := &fakeTimer{at: c.t + int64(d), f: f}
+	c.timers = append(c.timers, tm)
+	return func() bool {
+		for i, x := range c.timers {
+			if x == tm {
+				c.timers = append(c.timers[:i], c.timers[i+1:]...)
+				return true
+			}
+		}
+		return false
+	}
+}
 func newTestState(t testing.TB, clk *fakeClock, opts ...Option) *state {
 	t.Helper()
 	r := rand.New(rand.NewPCG(1, 2))
-	o, err := buildOptions("grpc", append([]Option{withSeams(clk.now, r.Uint64), WithLogger(testLogger())}, opts...))
+	o, err := buildOptions("grpc", append([]Option{withSeams(clk.now, r.Uint64, clk.afterFunc), WithLogger(testLogger())}, opts...))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,8 +74,7 @@ func testSet(s *state, p Policy, names ...string) *set {
 }
 
 func pickName(x *set, key string) string {
-	var t int64
-	i := x.pick(key, key != "", -1, &t)
+	i := x.pick(key, key != "", -1)
 	if i < 0 {
 		return ""
 	}
@@ -208,8 +248,7 @@ func TestLeastLoadedPrefersFast(t *testing.T) {
 	x := testSet(s, LeastLoaded, "a", "b", "c")
 	got := map[string]int{}
 	for range 3000 {
-		var now int64
-		i := x.pick("", false, -1, &now)
+		i := x.pick("", false, -1)
 		st := x.e[i].st
 		start := clk.t
 		s.begin(st)
@@ -272,5 +311,84 @@ func TestOptionsErrors(t *testing.T) {
 	}
 	if _, err := Dial(nil, "worker"); err == nil {
 		t.Error("Dial(nil) accepted")
+	}
+}
+
+// TestRingIndex: the bucketed ring lookup finds the same point as a search
+// of the whole ring, for rings of every size and for weights.
+func TestRingIndex(t *testing.T) {
+	clk := &fakeClock{t: 1}
+	s := newTestState(t, clk, WithPolicy(ConsistentHash))
+	for _, n := range []int{1, 2, 3, 7, 50} {
+		ps := make([]peer, n)
+		st := make([]*memberStats, n)
+		for i := range ps {
+			ps[i] = peer{name: fmt.Sprintf("m%02d", i), weight: float64(1 + i%3)}
+			st[i] = s.statsFor(ps[i].name)
+		}
+		x := s.newSet(ConsistentHash, ps, st)
+		for k := range 5000 {
+			key := fmt.Sprintf("key-%d", k)
+			h := xxhash.Sum64String(key)
+			want := sort.Search(len(x.ring), func(i int) bool { return x.ring[i].hash >= h }) % len(x.ring)
+			if got := x.ringStart(key); got != want {
+				t.Fatalf("%d members, key %s: ring point %d, want %d", n, key, got, want)
+			}
+		}
+	}
+}
+
+// TestSlowStartRefresh: the slow-start share is computed when the set is
+// built and raised by refreshSlow (never on a pick), and the balancer's
+// timer raises it until the window ends, then stops; Close stops it too.
+func TestSlowStartRefresh(t *testing.T) {
+	clk := &fakeClock{t: 1}
+	s := newTestState(t, clk, WithPolicy(LeastLoaded), WithSlowStart(10*time.Second))
+	ps := []peer{{name: "a", weight: 1}, {name: "b", weight: 1, since: 1}}
+	x := s.newSet(LeastLoaded, ps, []*memberStats{s.statsFor("a"), s.statsFor("b")})
+	share := func() float64 { return float64(x.e[1].admitP.Load()) / fullAdmit }
+	if f := share(); f < 0.09 || f > 0.11 {
+		t.Fatalf("share at start %.2f, want 0.1", f)
+	}
+	if x.e[0].admitP.Load() != fullAdmit {
+		t.Fatal("a member not slowly starting is not fully admitted")
+	}
+	b := &lbBalancer{policy: LeastLoaded}
+	b.setSlow(x)
+	if len(clk.timers) != 1 {
+		t.Fatalf("%d timers after a set with a slow start, want 1", len(clk.timers))
+	}
+	clk.add(5 * time.Second)
+	if f := share(); f < 0.45 || f > 0.55 {
+		t.Errorf("share half-way %.2f, want 0.5", f)
+	}
+	clk.add(6 * time.Second)
+	if share() != 1 || x.slowNext.Load() != 0 || len(clk.timers) != 0 {
+		t.Errorf("after the window: share %.2f, next refresh %d, %d timers; want 1, 0, 0", share(), x.slowNext.Load(), len(clk.timers))
+	}
+
+	// Close stops the timer.
+	x = s.newSet(LeastLoaded, []peer{{name: "a", weight: 1}, {name: "c", weight: 1, since: clk.t}}, []*memberStats{s.statsFor("a"), s.statsFor("c")})
+	b.setSlow(x)
+	b.stopSlow()
+	if len(clk.timers) != 0 {
+		t.Errorf("%d timers after Close, want 0", len(clk.timers))
+	}
+}
+
+// TestCloseEndsEjections: closing the state cancels the ejection timers
+// and brings the members back.
+func TestCloseEndsEjections(t *testing.T) {
+	clk := &fakeClock{t: 1}
+	s := newTestState(t, clk, WithPolicy(RoundRobin), WithEjection(Ejection{Consecutive: 1, MaxEjectedPercent: 50}))
+	x := testSet(s, RoundRobin, "a", "b")
+	s.begin(x.e[0].st)
+	s.finish(x.e[0].st, 0, true, true)
+	if x.usable(0, -1) || len(clk.timers) != 1 {
+		t.Fatalf("a usable %v with %d timers after a failure, want ejected with 1 timer", x.usable(0, -1), len(clk.timers))
+	}
+	s.close()
+	if !x.usable(0, -1) || len(clk.timers) != 0 {
+		t.Errorf("after close: a usable %v, %d timers; want usable, 0", x.usable(0, -1), len(clk.timers))
 	}
 }

@@ -47,7 +47,7 @@ func (b *resolverBuilder) Scheme() string { return Scheme }
 
 func (b *resolverBuilder) Build(_ resolver.Target, cc resolver.ClientConn, _ resolver.BuildOptions) (resolver.Resolver, error) {
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &viewResolver{cancel: cancel, unregister: b.s.registerMetrics()}
+	r := &viewResolver{s: b.s, cancel: cancel, unregister: b.s.registerMetrics()}
 	views := b.n.Watch(ctx)
 	r.wg.Add(1)
 	go func() {
@@ -94,6 +94,7 @@ func samePeers(a, b []peer) bool {
 }
 
 type viewResolver struct {
+	s          *state
 	cancel     context.CancelFunc
 	unregister func()
 	wg         sync.WaitGroup
@@ -109,5 +110,6 @@ func (r *viewResolver) Close() {
 		r.cancel()
 		r.wg.Wait()
 		r.unregister()
+		r.s.close()
 	})
 }

@@ -3,8 +3,10 @@ package lb
 import (
 	"context"
 	"math"
+	"math/bits"
 	"slices"
 	"sync/atomic"
+	"time"
 
 	"github.com/cespare/xxhash/v2"
 )
@@ -13,8 +15,10 @@ import (
 type entry struct {
 	name      string
 	weight    float64
-	slowFrom  int64 // slow start: clock when it began, 0 none
+	invWeight float64 // 1/weight: p2c multiplies rather than divides
+	slowFrom  int64   // slow start: clock when it began, 0 none
 	slowUntil int64
+	admitP    atomic.Uint64 // slow start: admit a call if rand>>11 < admitP (fullAdmit: always)
 	st        *memberStats
 }
 
@@ -27,15 +31,23 @@ type ringPoint struct {
 // one policy over it. Its pick method is the policy: gRPC pickers and the
 // HTTP transport share it.
 type set struct {
-	s       *state
-	policy  Policy
-	e       []entry
-	order   []int32     // ActiveFirst and Nearest: indices in preference order
-	sched   []int32     // RoundRobin: weighted schedule, nil when uniform
-	ring    []ringPoint // ConsistentHash
-	anySlow bool
-	uniform bool
-	next    atomic.Uint32
+	s      *state
+	policy Policy
+	e      []entry
+	order  []int32     // ActiveFirst and Nearest: indices in preference order
+	sched  []int32     // RoundRobin: weighted schedule, nil when uniform
+	ring   []ringPoint // ConsistentHash
+	// ringIdx[b] is the first ring point whose hash's top ringBits bits are
+	// b or more: a lookup searches only its bucket.
+	ringIdx  []int32
+	ringBits uint
+	anySlow  bool
+	uniform  bool
+	loadPer  float64 // bounded loads: loadFactor ÷ members
+	next     atomic.Uint32
+	// slowNext is the clock at which the slow-start shares are due for a
+	// refresh (refreshSlow); 0 when no member is slowly starting.
+	slowNext atomic.Int64
 }
 
 type keyCtx struct{}
@@ -63,14 +75,22 @@ func (s *state) newSet(p Policy, ps []peer, st []*memberStats) *set {
 	now := s.now()
 	x := &set{s: s, policy: p, e: make([]entry, len(ps)), uniform: true}
 	for i, pe := range ps {
-		x.e[i] = entry{name: pe.name, weight: pe.weight, st: st[i]}
+		e := &x.e[i]
+		e.name, e.weight, e.invWeight, e.st = pe.name, pe.weight, 1/pe.weight, st[i]
+		e.admitP.Store(fullAdmit)
 		if pe.weight != ps[0].weight {
 			x.uniform = false
 		}
 		if w := s.o.slowStart; w > 0 && pe.since != 0 && now-pe.since < int64(w) && (p == RoundRobin || p == LeastLoaded) {
-			x.e[i].slowFrom, x.e[i].slowUntil = pe.since, pe.since+int64(w)
+			e.slowFrom, e.slowUntil = pe.since, pe.since+int64(w)
 			x.anySlow = true
 		}
+	}
+	if x.anySlow {
+		x.slowNext.Store(x.refreshSlow(now))
+	}
+	if len(ps) > 0 {
+		x.loadPer = s.o.loadFactor / float64(len(ps))
 	}
 	switch p {
 	case RoundRobin:
@@ -79,6 +99,15 @@ func (s *state) newSet(p Policy, ps []peer, st []*memberStats) *set {
 		}
 	case ConsistentHash:
 		x.ring = ring(ps)
+		x.ringBits = uint(min(bits.Len(uint(len(x.ring))), 16))
+		x.ringIdx = make([]int32, 1<<x.ringBits+1)
+		j := 0
+		for b := range x.ringIdx {
+			for j < len(x.ring) && x.ring[j].hash>>(64-x.ringBits) < uint64(b) {
+				j++
+			}
+			x.ringIdx[b] = int32(j)
+		}
 	case ActiveFirst:
 		x.order = make([]int32, len(ps))
 		for i := range x.order {
@@ -175,54 +204,65 @@ func appendUint(b []byte, v uint64) []byte {
 	return append(b, t[i:]...)
 }
 
-// clock returns the time of the pick, reading the clock at most once.
-func (x *set) clock(t *int64) int64 {
-	if *t == 0 {
-		*t = x.s.now()
-	}
-	return *t
+// usable reports whether member i may take a call: not skipped, not
+// ejected. An ejection is ended by its timer (state.eject), so no clock is
+// read here.
+func (x *set) usable(i, skip int) bool {
+	return i != skip && x.e[i].st.ejected.Load() == 0
 }
 
-// usable reports whether member i may take a call: not skipped, not ejected.
-func (x *set) usable(i, skip int, t *int64) bool {
-	if i == skip {
-		return false
-	}
-	st := x.e[i].st
-	u := st.ejected.Load()
-	if u == 0 {
-		return true
-	}
-	if u > x.clock(t) {
-		return false
-	}
-	st.ejected.CompareAndSwap(u, 0) // back in service
-	return true
-}
+// fullAdmit is admitP for a member that takes every call offered.
+const fullAdmit = 1 << 53
+
+// slowSteps is how many times a slow start's share is raised over its
+// window (at most every minSlowStep).
+const (
+	slowSteps   = 20
+	minSlowStep = int64(10 * time.Millisecond)
+)
 
 // admit applies slow start: a member warming up takes a call with a
-// probability growing from 10% to 100% over the window.
-func (x *set) admit(i int, t *int64) bool {
-	if !x.anySlow {
-		return true
+// probability growing from 10% to 100% over the window. The probability is
+// computed by refreshSlow, not on the pick.
+func (x *set) admit(i int) bool {
+	return !x.anySlow || x.admitSlow(i)
+}
+
+func (x *set) admitSlow(i int) bool {
+	p := x.e[i].admitP.Load()
+	return p >= fullAdmit || x.s.o.rand()>>11 < p
+}
+
+// refreshSlow sets the slow-start share of each member for clock now and
+// returns when it is due again, 0 once every slow start is over. The
+// gRPC balancer calls it from a timer, the HTTP transport on the first
+// request after it is due.
+func (x *set) refreshSlow(now int64) (next int64) {
+	for i := range x.e {
+		e := &x.e[i]
+		if e.slowUntil == 0 {
+			continue
+		}
+		if now >= e.slowUntil {
+			e.admitP.Store(fullAdmit)
+			continue
+		}
+		w := e.slowUntil - e.slowFrom
+		f := max(0.1, float64(now-e.slowFrom)/float64(w))
+		e.admitP.Store(uint64(f * fullAdmit))
+		n := min(now+max(w/slowSteps, minSlowStep), e.slowUntil)
+		if next == 0 || n < next {
+			next = n
+		}
 	}
-	e := &x.e[i]
-	if e.slowUntil == 0 {
-		return true
-	}
-	now := x.clock(t)
-	if now >= e.slowUntil {
-		return true
-	}
-	f := max(0.1, float64(now-e.slowFrom)/float64(e.slowUntil-e.slowFrom))
-	return float64(x.s.o.rand()>>11)/(1<<53) < f
+	return next
 }
 
 // pick chooses a member for a call, never member skip (-1 for none). It
 // returns -1 only when the set is empty or skip was its only member. A
 // member in slow start or ejected is passed over, but if every member is
 // ejected one is chosen anyway: calls are better tried than failed.
-func (x *set) pick(key string, hasKey bool, skip int, t *int64) int {
+func (x *set) pick(key string, hasKey bool, skip int) int {
 	n := len(x.e)
 	if n == 0 || (n == 1 && skip == 0) {
 		return -1
@@ -231,36 +271,36 @@ func (x *set) pick(key string, hasKey bool, skip int, t *int64) int {
 	case RoundRobin:
 		for range 2 * n {
 			i := x.nextRR()
-			if x.usable(i, skip, t) && x.admit(i, t) {
+			if x.usable(i, skip) && x.admit(i) {
 				return i
 			}
 		}
 	case ConsistentHash:
 		if hasKey {
-			if i := x.bounded(x.ringStart(key), skip, true, t); i >= 0 {
+			if i := x.bounded(x.ringStart(key), skip, true); i >= 0 {
 				return i
 			}
 			break
 		}
-		if i := x.p2c(skip, t); i >= 0 {
+		if i := x.p2c(skip); i >= 0 {
 			return i
 		}
 	case ActiveFirst:
 		for _, i := range x.order {
-			if x.usable(int(i), skip, t) {
+			if x.usable(int(i), skip) {
 				return int(i)
 			}
 		}
 	case Nearest:
-		if i := x.bounded(0, skip, false, t); i >= 0 {
+		if i := x.bounded(0, skip, false); i >= 0 {
 			return i
 		}
 	default:
-		if i := x.p2c(skip, t); i >= 0 {
+		if i := x.p2c(skip); i >= 0 {
 			return i
 		}
 	}
-	return x.any(skip, t)
+	return x.any(skip)
 }
 
 func (x *set) nextRR() int {
@@ -273,11 +313,11 @@ func (x *set) nextRR() int {
 
 // any returns the first usable member from a random start, or any member
 // but skip if none is usable.
-func (x *set) any(skip int, t *int64) int {
+func (x *set) any(skip int) int {
 	n := len(x.e)
 	start := int(x.s.o.rand() % uint64(n))
 	for j := range n {
-		if i := (start + j) % n; x.usable(i, skip, t) {
+		if i := (start + j) % n; x.usable(i, skip) {
 			return i
 		}
 	}
@@ -290,25 +330,29 @@ func (x *set) any(skip int, t *int64) int {
 }
 
 // p2c is power of two choices over (in-flight+1) × latency ÷ weight.
-func (x *set) p2c(skip int, t *int64) int {
+func (x *set) p2c(skip int) int {
 	n := len(x.e)
 	if n == 1 {
-		if x.usable(0, skip, t) {
+		if x.usable(0, skip) {
 			return 0
 		}
 		return -1
 	}
+	now := x.s.lastNow.Load()
 	for range 3 {
+		// Two indices from the two halves of one random number, by
+		// multiply-shift: a 64-bit division costs more than the rest of
+		// the choice.
 		r := x.s.o.rand()
-		a := int(r % uint64(n))
-		b := int((r >> 32) % uint64(n-1))
+		a := int((r & math.MaxUint32) * uint64(n) >> 32)
+		b := int((r >> 32) * uint64(n-1) >> 32)
 		if b >= a {
 			b++
 		}
-		ua, ub := x.usable(a, skip, t) && x.admit(a, t), x.usable(b, skip, t) && x.admit(b, t)
+		ua, ub := x.usable(a, skip) && x.admit(a), x.usable(b, skip) && x.admit(b)
 		switch {
 		case ua && ub:
-			if x.score(b, t) < x.score(a, t) {
+			if x.e[b].score(now) < x.e[a].score(now) {
 				return b
 			}
 			return a
@@ -326,22 +370,28 @@ const (
 	staleLatency   = 5 * 1e9 // ns: a sample older than this is forgotten
 )
 
-// score is the p2c cost of member i. A latency sample older than
-// staleLatency is forgotten, so that a member that was slow gets probed
-// again; that is checked only when the pick read the clock anyway (t set).
-func (x *set) score(i int, t *int64) float64 {
-	e := &x.e[i]
-	l := e.st.ewma.Load()
-	if l == 0 || (*t != 0 && *t-e.st.lastObs.Load() > staleLatency) {
+// score is the p2c cost of the entry at clock now. A latency sample older
+// than staleLatency is forgotten, so that a member that was slow gets probed
+// again; its age is told by the newest clock reading of the state (lastNow,
+// moved on by every latency sample), not by reading the clock. Small enough
+// to be inlined.
+func (e *entry) score(now int64) float64 {
+	st := e.st
+	l := st.ewma.Load()
+	if l == 0 || now-st.lastObs.Load() > staleLatency {
 		l = unknownLatency
 	}
-	return float64(e.st.inflight.Load()+1) * float64(l) / e.weight
+	return float64(st.inFlight()+1) * float64(l) * e.invWeight
 }
 
 func (x *set) ringStart(key string) int {
 	h := xxhash.Sum64String(key)
 	r := x.ring
-	lo, hi := 0, len(r)
+	if len(r) == 0 {
+		return 0
+	}
+	b := h >> (64 - x.ringBits)
+	lo, hi := int(x.ringIdx[b]), int(x.ringIdx[b+1])
 	for lo < hi {
 		m := int(uint(lo+hi) >> 1)
 		if r[m].hash < h {
@@ -357,30 +407,37 @@ func (x *set) ringStart(key string) int {
 }
 
 // bounded walks the ring (hash) or the preference order (!hash) from start
-// and returns the first usable member whose in-flight calls stay within
-// loadFactor × the average share: consistent hashing with bounded loads.
-func (x *set) bounded(start, skip int, hash bool, t *int64) int {
+// and returns the first usable member whose in-flight calls stay below
+// loadFactor × the average share (total+1)/n: consistent hashing with
+// bounded loads. (For a whole number of calls, below y and below ⌈y⌉ are
+// the same.)
+func (x *set) bounded(start, skip int, hash bool) int {
 	n := len(x.e)
-	limit := int64(math.Ceil(x.s.o.loadFactor * float64(x.s.total.Load()+1) / float64(n)))
+	limit := x.loadPer * float64(x.s.total.Load()+1)
 	steps := n
 	if hash {
 		steps = len(x.ring)
 	}
 	first := -1
+	k := start // ring position, wrapped without a division
 	for j := range steps {
 		var i int
 		if hash {
-			i = int(x.ring[(start+j)%len(x.ring)].idx)
+			if k == len(x.ring) {
+				k = 0
+			}
+			i = int(x.ring[k].idx)
+			k++
 		} else {
 			i = int(x.order[j])
 		}
-		if !x.usable(i, skip, t) {
+		if !x.usable(i, skip) {
 			continue
 		}
 		if first < 0 {
 			first = i
 		}
-		if x.e[i].st.inflight.Load() < limit {
+		if float64(x.e[i].st.inFlight()) < limit {
 			return i
 		}
 	}

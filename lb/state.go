@@ -22,7 +22,24 @@ import (
 var epoch = time.Now()
 
 func monotonic() int64 { return int64(time.Since(epoch)) + 1 } // never 0
-func fastRand() uint64 { return rand.Uint64() }
+
+// newRand returns the random source of one balancer: splitmix64 over an
+// atomic counter with a random start. It costs one atomic add, half of
+// math/rand/v2's generator here, and picks need no better randomness.
+func newRand() func() uint64 {
+	var c atomic.Uint64
+	c.Store(rand.Uint64())
+	return func() uint64 {
+		z := c.Add(0x9e3779b97f4a7c15)
+		z = (z ^ z>>30) * 0xbf58476d1ce4e5b9
+		z = (z ^ z>>27) * 0x94d049bb133111eb
+		return z ^ z>>31
+	}
+}
+
+// afterFunc runs f once d has passed, in its own goroutine (no goroutine
+// exists until then); stop cancels it.
+func afterFunc(d time.Duration, f func()) (stop func() bool) { return time.AfterFunc(d, f).Stop }
 
 // Metric names.
 const (
@@ -33,22 +50,49 @@ const (
 )
 
 // memberStats are the counters of one member, shared by every picker of a
-// balancer and kept across picker rebuilds. All fields are atomics: they are
-// updated on every pick and every Done.
+// balancer and kept across picker rebuilds. The counters are atomics: they
+// are updated on every pick and every Done. A pick costs two atomic adds
+// (picks, then done at its end; in-flight is their difference) and no clock
+// read, but on the calls that measure latency.
 type memberStats struct {
-	name     string
-	inflight atomic.Int64
-	ewma     atomic.Int64 // latency, ns; 0 unknown
-	lastObs  atomic.Int64 // clock of the last latency sample
-	picks    atomic.Int64
-	errors   atomic.Int64
-	consec   atomic.Int32
-	ejected  atomic.Int64 // clock at which the ejection ends; 0 not ejected
-	ejectN   atomic.Int64 // ejections so far
-	backoffK int          // guarded by state.ejectMu
-	lastEnd  int64        // guarded by state.ejectMu
-	attrs    metric.MeasurementOption
-	doneFn   func(balancer.DoneInfo) // prebound Done for policies without latency
+	name      string
+	picks     atomic.Int64 // calls begun
+	done      atomic.Int64 // calls ended
+	ewma      atomic.Int64 // latency, ns; 0 unknown
+	lastObs   atomic.Int64 // clock of the last latency sample
+	sampleAt  atomic.Int64 // clock at the pick of the call measuring latency; 0 none in flight
+	errors    atomic.Int64
+	consec    atomic.Int32
+	ejected   atomic.Int64 // clock at which the ejection ends; 0 in service
+	ejectN    atomic.Int64 // ejections so far
+	backoffK  int          // guarded by state.ejectMu
+	lastEnd   int64        // guarded by state.ejectMu
+	ejectStop func() bool  // guarded by state.ejectMu: cancels the return timer
+	attrs     metric.MeasurementOption
+	doneFn    func(balancer.DoneInfo) // prebound Done of calls that measure nothing
+	sampleFn  func(balancer.DoneInfo) // prebound Done of the call measuring latency
+}
+
+// trySample makes the call just picked for st the one measuring st's
+// latency, if none is in flight (or the one in flight started more than
+// staleLatency ago by the coarse clock: its Done may never come), and
+// returns whether it is. Its Done must then be st.sampleFn. One
+// measurement in flight per member is plenty for the EWMA, and it needs no
+// allocation. A call that lost the slot that way and ends later takes the
+// newer call's start: a short, plausible sample, and rare.
+func (s *state) trySample(st *memberStats) bool {
+	old := st.sampleAt.Load()
+	if old != 0 && s.lastNow.Load()-old <= staleLatency {
+		return false
+	}
+	return st.sampleAt.CompareAndSwap(old, s.now())
+}
+
+// inFlight returns the calls begun and not ended. done is read first, so a
+// call ending meanwhile can only make the result too high, never negative.
+func (st *memberStats) inFlight() int64 {
+	d := st.done.Load()
+	return st.picks.Load() - d
 }
 
 // state is what one Dial (or one Transport) shares between its resolver,
@@ -62,6 +106,7 @@ type state struct {
 	mu      sync.Mutex
 	stats   map[string]*memberStats
 	since   map[string]int64 // when each routable member was first seen
+	lastNow atomic.Int64     // the newest clock reading (see now): a coarse clock for picks
 	primed  bool             // the first view was seen
 	members atomic.Int32     // members in the last update
 
@@ -90,7 +135,15 @@ func newState(o *options, sub, transport string) *state {
 // Equal lets grpc compare resolver attributes holding a *state.
 func (s *state) Equal(o any) bool { x, ok := o.(*state); return ok && x == s }
 
-func (s *state) now() int64 { return s.o.clock() }
+// now reads the clock, and keeps the reading as the coarse clock picks may
+// read for free (lastNow). The clock is read on builds, ejections and the
+// calls that measure latency, never on the other picks: on a slow
+// clocksource one reading costs as much as a whole pick.
+func (s *state) now() int64 {
+	t := s.o.clock()
+	s.lastNow.Store(t)
+	return t
+}
 
 // statsFor returns the stats of a member, creating them.
 func (s *state) statsFor(name string) *memberStats {
@@ -103,7 +156,16 @@ func (s *state) statsFor(name string) *memberStats {
 			attribute.String("sub_domain", s.sub),
 			attribute.String("transport", s.transport),
 		))}
-		st.doneFn = func(di balancer.DoneInfo) { s.finish(st, 0, s.grpcFailure(di.Err), di.Err != nil) }
+		st.doneFn = func(di balancer.DoneInfo) {
+			if di.Err == nil {
+				s.finishOK(st)
+				return
+			}
+			s.finish(st, 0, s.grpcFailure(di.Err), true)
+		}
+		st.sampleFn = func(di balancer.DoneInfo) {
+			s.finish(st, st.sampleAt.Swap(0), s.grpcFailure(di.Err), di.Err != nil)
+		}
 		s.stats[name] = st
 	}
 	return st
@@ -166,13 +228,22 @@ func (s *state) peers(v *cluster.View) []peer {
 			delete(s.since, n)
 		}
 	}
-	for n := range s.stats {
+	var gone []*memberStats
+	for n, st := range s.stats {
 		if !seen[n] {
 			delete(s.stats, n) // calls in flight keep their pointer
+			gone = append(gone, st)
 		}
 	}
 	s.primed = true
 	s.mu.Unlock()
+	if len(gone) > 0 {
+		s.ejectMu.Lock()
+		for _, st := range gone {
+			st.stopEjectTimer()
+		}
+		s.ejectMu.Unlock()
+	}
 	s.members.Store(int32(len(ps)))
 	return ps
 }
@@ -193,20 +264,19 @@ func (s *state) weight(m cluster.Member) float64 {
 	return min(w, 100)
 }
 
-// begin counts a call picked for st.
-func (s *state) begin(st *memberStats) {
-	st.inflight.Add(1)
-	st.picks.Add(1)
+// begin counts a call picked for st and returns st's count of picks.
+func (s *state) begin(st *memberStats) int64 {
 	if s.bounded {
 		s.total.Add(1)
 	}
+	return st.picks.Add(1)
 }
 
 // finish ends a call begun on st: start is the clock at the pick (0 if
 // latency is not measured), failure whether the call counts against the
 // member for ejection, isErr whether it failed at all.
 func (s *state) finish(st *memberStats, start int64, failure, isErr bool) {
-	st.inflight.Add(-1)
+	st.done.Add(1)
 	if s.bounded {
 		s.total.Add(-1)
 	}
@@ -235,6 +305,18 @@ func (s *state) finish(st *memberStats, start int64, failure, isErr bool) {
 	}
 	if c := st.consec.Add(1); s.o.ejection.Consecutive > 0 && int(c) >= s.o.ejection.Consecutive {
 		s.eject(st)
+	}
+}
+
+// finishOK is finish(st, 0, false, false), small enough to be inlined in
+// the Done of most calls.
+func (s *state) finishOK(st *memberStats) {
+	st.done.Add(1)
+	if s.bounded {
+		s.total.Add(-1)
+	}
+	if st.consec.Load() != 0 {
+		st.consec.Store(0)
 	}
 }
 
@@ -273,11 +355,45 @@ func (s *state) eject(st *memberStats) {
 	}
 	d = min(d, int64(e.MaxTime))
 	st.backoffK++
-	st.lastEnd = now + d
+	until := now + d
+	st.lastEnd = until
 	st.consec.Store(0)
-	st.ejected.Store(now + d)
+	st.ejected.Store(until)
 	st.ejectN.Add(1)
+	// A timer brings the member back, so that picks need no clock to see
+	// the ejection end.
+	st.stopEjectTimer()
+	st.ejectStop = s.o.afterFunc(time.Duration(d), func() { st.ejected.CompareAndSwap(until, 0) })
 	s.o.logger.Info("lb: member ejected", "member", st.name, "sub_domain", s.sub, "for", time.Duration(d))
+}
+
+// stopEjectTimer cancels the timer of st's ejection, if any. The caller
+// holds s.ejectMu.
+func (st *memberStats) stopEjectTimer() {
+	if st.ejectStop != nil {
+		st.ejectStop()
+		st.ejectStop = nil
+	}
+}
+
+// close cancels the timers of the ejections in progress and brings the
+// ejected members back. The state still works afterwards (a Transport may
+// be used after its Close): a later ejection starts a new timer.
+func (s *state) close() {
+	s.ejectMu.Lock()
+	defer s.ejectMu.Unlock()
+	s.mu.Lock()
+	all := make([]*memberStats, 0, len(s.stats))
+	for _, st := range s.stats {
+		all = append(all, st)
+	}
+	s.mu.Unlock()
+	for _, st := range all {
+		if st.ejectStop != nil {
+			st.stopEjectTimer()
+			st.ejected.Store(0)
+		}
+	}
 }
 
 // setFirst records the member the ActiveFirst picker now tries first.
@@ -335,7 +451,7 @@ func (s *state) registerMetrics() (unregister func()) {
 			ob.ObserveInt64(picks, st.picks.Load(), st.attrs)
 			ob.ObserveInt64(errs, st.errors.Load(), st.attrs)
 			ob.ObserveInt64(ej, st.ejectN.Load(), st.attrs)
-			ob.ObserveInt64(infl, st.inflight.Load(), st.attrs)
+			ob.ObserveInt64(infl, st.inFlight(), st.attrs)
 		}
 		return nil
 	}, picks, errs, ej, infl)
