@@ -84,7 +84,11 @@ func (n *Node) runKeyQuery(ctx context.Context, f func(*serf.KeyManager) (*serf.
 	}
 	ch := make(chan result, 1)
 	go func() {
+		// The key manager runs serf queries: serialise with SetTags (see
+		// Node.serfMu).
+		n.serfMu.Lock()
 		r, err := f(n.serf.KeyManager())
+		n.serfMu.Unlock()
 		ch <- result{r, err}
 	}()
 	select {

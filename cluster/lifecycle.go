@@ -140,7 +140,9 @@ func (n *Node) waitSeen(ctx context.Context, st ServingState) error {
 		if len(pending) == 0 {
 			return nil
 		}
+		n.serfMu.Lock()
 		resp, err := n.serf.Query(querySeen, []byte(n.cfg.NodeName), &serf.QueryParam{Timeout: qt})
+		n.serfMu.Unlock()
 		if err != nil {
 			return fmt.Errorf("cluster: confirm %s: %w", st, err)
 		}

@@ -49,6 +49,10 @@ type Node struct {
 	cfg    Config
 	log    *slog.Logger
 	serf   *serf.Serf
+	// serfMu serialises serf.SetTags with serf.Query: Query reads the
+	// local node's address without the lock UpdateNode writes it under
+	// (a data race inside serf/memberlist).
+	serfMu sync.Mutex
 	events chan serf.Event
 	obs    *observability
 
@@ -399,7 +403,10 @@ func (n *Node) tagger() {
 		if reflect.DeepEqual(t, last) {
 			continue
 		}
-		if err := n.serf.SetTags(t); err != nil {
+		n.serfMu.Lock()
+		err := n.serf.SetTags(t)
+		n.serfMu.Unlock()
+		if err != nil {
 			n.log.Warn("cannot update tags; retrying", "err", err)
 			retry = time.After(time.Second)
 			continue
