@@ -46,9 +46,9 @@ var (
 // a process may hold several Nodes, one per domain. All methods are safe
 // for concurrent use.
 type Node struct {
-	cfg    Config
-	log    *slog.Logger
-	serf   *serf.Serf
+	cfg  Config
+	log  *slog.Logger
+	serf *serf.Serf
 	// serfMu serialises serf.SetTags with serf.Query: Query reads the
 	// local node's address without the lock UpdateNode writes it under
 	// (a data race inside serf/memberlist).

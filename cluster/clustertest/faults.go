@@ -165,6 +165,7 @@ func (c *Cluster) groupOfLocked(name string) int {
 	return -1
 }
 
+// String names the cluster for logs and failure messages.
 func (c *Cluster) String() string {
 	return fmt.Sprintf("clustertest.Cluster(%s on %s, %d nodes)", c.opts.Domain, c.opts.Network, len(c.Names()))
 }

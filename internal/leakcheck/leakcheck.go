@@ -1,5 +1,3 @@
-// Package leakcheck holds the goleak options for tests of serf-based
-// nodes.
 package leakcheck
 
 import "go.uber.org/goleak"

@@ -1,0 +1,2 @@
+// Package testutil holds the helpers the tests of several packages share.
+package testutil
