@@ -20,6 +20,7 @@ import (
 
 	"github.com/carbonkit/carbon/cluster"
 	"github.com/carbonkit/carbon/internal/testpb"
+	"github.com/carbonkit/carbon/internal/testutil"
 	"github.com/carbonkit/carbon/role"
 )
 
@@ -218,13 +219,7 @@ func (c *testCluster) waitRoutable(t testing.TB, n *cluster.Node, sub string, wa
 // waitFor polls cond until it holds or the deadline passes.
 func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testutil.WaitFor(t, timeout, what, cond)
 }
 
 // counts returns the calls each backend served.
