@@ -26,9 +26,9 @@
 // # Networks and faults
 //
 // [InMemory] (the default) runs every node on one in-process network that
-// carries hundreds of nodes on two cores, converges at least as fast as
-// sockets (gossip timings, not the network, bound convergence), and takes
-// faults: [Cluster.Partition] and [Cluster.Heal], [Cluster.Cut]
+// carries 200 nodes on two cores, converges about as fast as sockets
+// (gossip timings and memberlist's own CPU, not the network, bound
+// convergence: BenchmarkScale), and takes faults: [Cluster.Partition] and [Cluster.Heal], [Cluster.Cut]
 // one direction of a link, [Cluster.SetLoss] and [Cluster.SetLatency].
 // Packet loss is deterministic under [Options.Seed]; memberlist's own
 // randomness and the scheduler are not, so a run does not replay exactly.
@@ -66,7 +66,8 @@
 //
 // The package's own fault suite (faults_test.go) runs small clusters by
 // default; CARBON_SOAK=1 runs them bigger and longer, and
-// BenchmarkScale measures 10 to 200 nodes against raw serf.
+// BenchmarkScale measures 10 to 200 nodes against raw serf, started as a
+// deployment starts them (three seeds, then every other node at once).
 //
 // # What it does not do
 //
