@@ -194,6 +194,28 @@ func startAll(n int, start func(i int, seeds []string) (string, error)) error {
 
 // progress says how far a convergence got: how many of the n views are
 // complete, and the fewest alive members in a view.
+// awaitAll polls until alive(i) == n for every node i, or the timeout for
+// n nodes passes; then it returns how far the views got ("" when they all
+// completed). The poll stops at the first incomplete view.
+func awaitAll(n int, alive func(i int) int) string {
+	err := poll(scaleTimeout(n), func() bool {
+		for i := range n {
+			if alive(i) != n {
+				return false
+			}
+		}
+		return true
+	})
+	if err == nil {
+		return ""
+	}
+	counts := make([]int, n)
+	for i := range counts {
+		counts[i] = alive(i)
+	}
+	return progress(n, counts)
+}
+
 func progress(n int, alive []int) string {
 	full, fewest := 0, n
 	for _, a := range alive {
@@ -241,8 +263,8 @@ func runSDK(b *testing.B, nw clustertest.Network, prof cluster.Profile, n int) s
 	nodes := c.Nodes()
 	// Count without copying: View().Members() would copy n members per
 	// node on every poll.
-	alive := make([]int, n)
-	complete := func(i int) bool {
+	var r scaleResult
+	if r.note = awaitAll(n, func(i int) int {
 		v := nodes[i].View()
 		a := 0
 		if v.Len() >= n {
@@ -252,22 +274,8 @@ func runSDK(b *testing.B, nw clustertest.Network, prof cluster.Profile, n int) s
 				}
 			}
 		}
-		alive[i] = a
-		return a == n
-	}
-	var r scaleResult
-	if err := poll(scaleTimeout(n), func() bool {
-		for i := range nodes {
-			if !complete(i) {
-				return false
-			}
-		}
-		return true
-	}); err != nil {
-		for i := range nodes {
-			complete(i)
-		}
-		r.note = progress(n, alive)
+		return a
+	}); r.note != "" {
 		b.Logf("%d %s nodes: %s", n, nw, r.note)
 		return r
 	}
@@ -386,33 +394,18 @@ func runRawSerf(b *testing.B, prof cluster.Profile, n int) scaleResult {
 	if err != nil {
 		b.Fatalf("%d raw serf nodes: %v", n, err)
 	}
-	alive := make([]int, n)
-	complete := func(i int) bool {
-		s := nodes[i].s
-		a := 0
+	var res scaleResult
+	if res.note = awaitAll(n, func(i int) int {
 		// Members is serf's only view and copies; the poll stops at the
 		// first incomplete view, so few are copied until the end.
-		for _, m := range s.Members() {
+		a := 0
+		for _, m := range nodes[i].s.Members() {
 			if m.Status == serf.StatusAlive {
 				a++
 			}
 		}
-		alive[i] = a
-		return a == n
-	}
-	var res scaleResult
-	if err := poll(scaleTimeout(n), func() bool {
-		for i := range nodes {
-			if !complete(i) {
-				return false
-			}
-		}
-		return true
-	}); err != nil {
-		for i := range nodes {
-			complete(i)
-		}
-		res.note = progress(n, alive)
+		return a
+	}); res.note != "" {
 		b.Logf("%d raw serf nodes: %s", n, res.note)
 		return res
 	}
