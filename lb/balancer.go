@@ -259,7 +259,7 @@ type picker struct {
 // EWMA (weight 1/8) follows in time, not in calls. The count also keeps the
 // coarse clock moving when calls are shorter than sampleInterval.
 const (
-	latencySample  = 16
+	latencySample  = 64
 	sampleInterval = int64(time.Millisecond)
 )
 
@@ -274,7 +274,7 @@ type pickNote struct {
 func (p *picker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
 	x := p.x
 	var (
-		key    string
+		key    uint64
 		hasKey bool
 	)
 	if x.policy == ConsistentHash {
@@ -294,10 +294,11 @@ func (p *picker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
 			n.s, n.member = s, st.name
 		}
 	}
-	// See sampleInterval: no clock read and no random number to decide.
+	// See sampleInterval: no clock read and no random number to decide. A
+	// keyed ConsistentHash pick does not use latency, so it measures none.
 	n := s.begin(st)
 	done := st.doneFn
-	if p.latency && (n%latencySample == 0 || st.ewma.Load() == 0 ||
+	if p.latency && !hasKey && (n%latencySample == 0 || st.ewma.Load() == 0 ||
 		s.lastNow.Load()-st.lastObs.Load() > sampleInterval) && s.trySample(st) {
 		done = st.sampleFn
 	}

@@ -120,8 +120,9 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	h := t.current()
 	key, hasKey := keyFrom(req.Context())
 	if !hasKey && t.s.o.requestKey != nil {
-		key = t.s.o.requestKey(req)
-		hasKey = key != ""
+		if k := t.s.o.requestKey(req); k != "" {
+			key, hasKey = keyHash(k), true
+		}
 	}
 	if next := h.x.slowNext.Load(); next != 0 {
 		// Slow start moves on with the requests: nothing runs in the

@@ -263,9 +263,6 @@ func buildOptions(defEndpoint string, opts []Option) (*options, error) {
 	if o.clock == nil {
 		o.clock = monotonic
 	}
-	if o.rand == nil {
-		o.rand = newRand()
-	}
 	if o.afterFunc == nil {
 		o.afterFunc = afterFunc
 	}

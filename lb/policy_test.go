@@ -74,7 +74,7 @@ func testSet(s *state, p Policy, names ...string) *set {
 }
 
 func pickName(x *set, key string) string {
-	i := x.pick(key, key != "", -1)
+	i := x.pick(keyHash(key), key != "", -1)
 	if i < 0 {
 		return ""
 	}
@@ -248,7 +248,7 @@ func TestLeastLoadedPrefersFast(t *testing.T) {
 	x := testSet(s, LeastLoaded, "a", "b", "c")
 	got := map[string]int{}
 	for range 3000 {
-		i := x.pick("", false, -1)
+		i := x.pick(0, false, -1)
 		st := x.e[i].st
 		start := clk.t
 		s.begin(st)
@@ -331,7 +331,7 @@ func TestRingIndex(t *testing.T) {
 			key := fmt.Sprintf("key-%d", k)
 			h := xxhash.Sum64String(key)
 			want := sort.Search(len(x.ring), func(i int) bool { return x.ring[i].hash >= h }) % len(x.ring)
-			if got := x.ringStart(key); got != want {
+			if got := x.ringStart(h); got != want {
 				t.Fatalf("%d members, key %s: ring point %d, want %d", n, key, got, want)
 			}
 		}

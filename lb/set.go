@@ -50,21 +50,37 @@ type set struct {
 	slowNext atomic.Int64
 }
 
-type keyCtx struct{}
+// ctxKey is the type of this package's context keys. A key is a pointer, so
+// that looking it up compares pointers only.
+type ctxKey struct{ name string }
+
+var routeKeyCtx = &ctxKey{"lb.key"}
+
+// routeKey is a ConsistentHash key and its hash, computed once by WithKey
+// rather than on every pick of every call (and retry) made with the context.
+type routeKey struct {
+	key  string
+	hash uint64
+}
 
 // WithKey returns a context whose calls the ConsistentHash policy sends to
 // the same member as every other call with the same key (a tenant, a user,
-// a session), as long as that member is in service and not overloaded.
+// a session), as long as that member is in service and not overloaded. The
+// key is hashed here, once, not on each pick.
 func WithKey(ctx context.Context, key string) context.Context {
-	return context.WithValue(ctx, keyCtx{}, key)
+	return context.WithValue(ctx, routeKeyCtx, routeKey{key: key, hash: keyHash(key)})
 }
 
-func keyFrom(ctx context.Context) (string, bool) {
+// keyHash places a key on the ring.
+func keyHash(key string) uint64 { return xxhash.Sum64String(key) }
+
+// keyFrom returns the hash of the key set by WithKey on ctx, if any.
+func keyFrom(ctx context.Context) (uint64, bool) {
 	if ctx == nil {
-		return "", false
+		return 0, false
 	}
-	k, ok := ctx.Value(keyCtx{}).(string)
-	return k, ok
+	k, ok := ctx.Value(routeKeyCtx).(routeKey)
+	return k.hash, ok
 }
 
 const vnodes = 64 // ring points per unit of weight
@@ -136,7 +152,7 @@ func (s *state) newSet(p Policy, ps []peer, st []*memberStats) *set {
 		})
 	}
 	if len(ps) > 0 {
-		x.next.Store(uint32(s.o.rand()))
+		x.next.Store(uint32(s.rand()))
 	}
 	return x
 }
@@ -230,7 +246,7 @@ func (x *set) admit(i int) bool {
 
 func (x *set) admitSlow(i int) bool {
 	p := x.e[i].admitP.Load()
-	return p >= fullAdmit || x.s.o.rand()>>11 < p
+	return p >= fullAdmit || x.s.rand()>>11 < p
 }
 
 // refreshSlow sets the slow-start share of each member for clock now and
@@ -262,7 +278,7 @@ func (x *set) refreshSlow(now int64) (next int64) {
 // returns -1 only when the set is empty or skip was its only member. A
 // member in slow start or ejected is passed over, but if every member is
 // ejected one is chosen anyway: calls are better tried than failed.
-func (x *set) pick(key string, hasKey bool, skip int) int {
+func (x *set) pick(key uint64, hasKey bool, skip int) int {
 	n := len(x.e)
 	if n == 0 || (n == 1 && skip == 0) {
 		return -1
@@ -315,7 +331,7 @@ func (x *set) nextRR() int {
 // but skip if none is usable.
 func (x *set) any(skip int) int {
 	n := len(x.e)
-	start := int(x.s.o.rand() % uint64(n))
+	start := int(x.s.rand() % uint64(n))
 	for j := range n {
 		if i := (start + j) % n; x.usable(i, skip) {
 			return i
@@ -339,11 +355,28 @@ func (x *set) p2c(skip int) int {
 		return -1
 	}
 	now := x.s.lastNow.Load()
+	if skip < 0 && !x.anySlow && x.uniform {
+		// The usual case, with fewer branches: no member to skip, none
+		// slowly starting, equal weights.
+		r := x.s.rand()
+		a := int((r & math.MaxUint32) * uint64(n) >> 32)
+		b := int((r >> 32) * uint64(n-1) >> 32)
+		if b >= a {
+			b++
+		}
+		ea, eb := &x.e[a], &x.e[b]
+		if ea.st.ejected.Load()|eb.st.ejected.Load() == 0 {
+			if eb.cost(now) < ea.cost(now) {
+				return b
+			}
+			return a
+		}
+	}
 	for range 3 {
 		// Two indices from the two halves of one random number, by
 		// multiply-shift: a 64-bit division costs more than the rest of
 		// the choice.
-		r := x.s.o.rand()
+		r := x.s.rand()
 		a := int((r & math.MaxUint32) * uint64(n) >> 32)
 		b := int((r >> 32) * uint64(n-1) >> 32)
 		if b >= a {
@@ -352,7 +385,11 @@ func (x *set) p2c(skip int) int {
 		ua, ub := x.usable(a, skip) && x.admit(a), x.usable(b, skip) && x.admit(b)
 		switch {
 		case ua && ub:
-			if x.e[b].score(now) < x.e[a].score(now) {
+			if x.uniform {
+				if x.e[b].cost(now) < x.e[a].cost(now) {
+					return b
+				}
+			} else if x.e[b].score(now) < x.e[a].score(now) {
 				return b
 			}
 			return a
@@ -376,16 +413,22 @@ const (
 // moved on by every latency sample), not by reading the clock. Small enough
 // to be inlined.
 func (e *entry) score(now int64) float64 {
+	return float64(e.cost(now)) * e.invWeight
+}
+
+// cost is score before the weight: (in-flight+1) × latency, in integers.
+// Equal weights (the usual case) compare costs alone.
+func (e *entry) cost(now int64) int64 {
 	st := e.st
 	l := st.ewma.Load()
 	if l == 0 || now-st.lastObs.Load() > staleLatency {
 		l = unknownLatency
 	}
-	return float64(st.inFlight()+1) * float64(l) * e.invWeight
+	return (st.inFlight() + 1) * l
 }
 
-func (x *set) ringStart(key string) int {
-	h := xxhash.Sum64String(key)
+// ringStart returns the first ring point at or after the key hash h.
+func (x *set) ringStart(h uint64) int {
 	r := x.ring
 	if len(r) == 0 {
 		return 0

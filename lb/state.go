@@ -23,18 +23,25 @@ var epoch = time.Now()
 
 func monotonic() int64 { return int64(time.Since(epoch)) + 1 } // never 0
 
-// newRand returns the random source of one balancer: splitmix64 over an
-// atomic counter with a random start. It costs one atomic add, half of
-// math/rand/v2's generator here, and picks need no better randomness.
-func newRand() func() uint64 {
-	var c atomic.Uint64
-	c.Store(rand.Uint64())
-	return func() uint64 {
-		z := c.Add(0x9e3779b97f4a7c15)
-		z = (z ^ z>>30) * 0xbf58476d1ce4e5b9
-		z = (z ^ z>>27) * 0x94d049bb133111eb
-		return z ^ z>>31
+// rand returns a random number for a pick: the test seam if one is set,
+// else splitmix64 over the state's atomic counter (seeded at random). One
+// atomic add, inlined: half the cost of math/rand/v2's generator here, and
+// picks need no better randomness.
+func (s *state) rand() uint64 {
+	if s.o.rand != nil {
+		return s.o.rand()
 	}
+	return splitmix(s.rng.Add(golden))
+}
+
+// golden is splitmix64's increment.
+const golden = 0x9e3779b97f4a7c15
+
+// splitmix is the output function of splitmix64.
+func splitmix(z uint64) uint64 {
+	z = (z ^ z>>30) * 0xbf58476d1ce4e5b9
+	z = (z ^ z>>27) * 0x94d049bb133111eb
+	return z ^ z>>31
 }
 
 // afterFunc runs f once d has passed, in its own goroutine (no goroutine
@@ -107,6 +114,7 @@ type state struct {
 	stats   map[string]*memberStats
 	since   map[string]int64 // when each routable member was first seen
 	lastNow atomic.Int64     // the newest clock reading (see now): a coarse clock for picks
+	rng     atomic.Uint64    // state of rand
 	primed  bool             // the first view was seen
 	members atomic.Int32     // members in the last update
 
@@ -123,13 +131,15 @@ type state struct {
 }
 
 func newState(o *options, sub, transport string) *state {
-	return &state{
+	s := &state{
 		o: o, sub: sub, transport: transport,
 		bounded: o.policy == ConsistentHash || o.policy == Nearest,
 		stats:   map[string]*memberStats{},
 		since:   map[string]int64{},
 		firstCh: make(chan struct{}),
 	}
+	s.rng.Store(rand.Uint64())
+	return s
 }
 
 // Equal lets grpc compare resolver attributes holding a *state.
