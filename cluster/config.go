@@ -158,7 +158,11 @@ type Config struct {
 
 	// Transport replaces the UDP/TCP sockets memberlist opens on BindAddr,
 	// for example with an in-memory network (cluster/clustertest). nil
-	// means real sockets.
+	// means real sockets. A transport with a method PacketSize() int that
+	// returns more than 0 carries packets of that many bytes: memberlist
+	// fills its gossip packets up to it (its UDPBufferSize) instead of the
+	// 1,400 bytes that fit a UDP datagram on any network. The in-memory
+	// network has no MTU and says 64 KiB.
 	Transport memberlist.Transport
 
 	// Logger receives the Node's logs, serf's and memberlist's included.

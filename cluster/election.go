@@ -41,11 +41,11 @@ func isManager(m *Member) bool { return m.Role == role.Manager && !m.Observer }
 
 // electAll computes the active manager and its epoch of every sub-domain
 // with managers in members.
-func electAll(members []Member) (map[string]Member, map[string]uint64) {
+func electAll(members []*Member) (map[string]Member, map[string]uint64) {
 	actives := map[string]Member{}
 	epochs := map[string]uint64{}
 	for i := range members {
-		m := &members[i]
+		m := members[i]
 		if !isManager(m) || m.Status != StatusAlive || m.State == Draining {
 			continue
 		}
@@ -71,13 +71,13 @@ func electAll(members []Member) (map[string]Member, map[string]uint64) {
 
 // quorumMet reports whether self sees a majority of quorum managers of its
 // sub-domain alive (itself included). quorum 0 means no quorum rule.
-func quorumMet(members []Member, self *Member, quorum int) bool {
+func quorumMet(members []*Member, self *Member, quorum int) bool {
 	if quorum <= 0 {
 		return true
 	}
 	n := 0
 	for i := range members {
-		m := &members[i]
+		m := members[i]
 		if isManager(m) && m.SubDomain == self.SubDomain && m.Status == StatusAlive {
 			n++
 		}
@@ -88,7 +88,7 @@ func quorumMet(members []Member, self *Member, quorum int) bool {
 // decideClaim returns the claim epoch self should advertise, given the
 // members it sees (self included, with its current claim), the highest
 // epoch it has seen, and whether it may start a new claim now.
-func decideClaim(members []Member, self *Member, quorum int, maxSeen uint64, mayClaim bool) uint64 {
+func decideClaim(members []*Member, self *Member, quorum int, maxSeen uint64, mayClaim bool) uint64 {
 	if self.ManagerMode != ActivePassive || !isManager(self) || self.State == Draining {
 		return 0
 	}
@@ -108,7 +108,7 @@ func decideClaim(members []Member, self *Member, quorum int, maxSeen uint64, may
 	}
 	// No live claim: the lowest-named candidate claims.
 	for i := range members {
-		m := &members[i]
+		m := members[i]
 		if isManager(m) && m.SubDomain == self.SubDomain && m.ManagerMode == ActivePassive &&
 			m.Status == StatusAlive && m.State != Draining && m.Name < self.Name {
 			return 0

@@ -20,32 +20,32 @@ func mgr(name string, claim uint64) Member {
 // claims above every epoch seen.
 func TestDecideClaimRules(t *testing.T) {
 	a, b := mgr("a", 0), mgr("b", 5<<16)
-	if got := decideClaim([]Member{a, b}, &a, 0, b.Claim, true); got != 0 {
+	if got := decideClaim([]*Member{&a, &b}, &a, 0, b.Claim, true); got != 0 {
 		t.Errorf("a lower-named manager claims over a live active: %d", got)
 	}
-	if got := decideClaim([]Member{a, b}, &b, 0, b.Claim, true); got != b.Claim {
+	if got := decideClaim([]*Member{&a, &b}, &b, 0, b.Claim, true); got != b.Claim {
 		t.Errorf("the active drops its claim: %d", got)
 	}
 	b.Status = StatusFailed
-	got := decideClaim([]Member{a, b}, &a, 0, b.Claim, true)
+	got := decideClaim([]*Member{&a, &b}, &a, 0, b.Claim, true)
 	if EpochRound(got) != 6 {
 		t.Errorf("stand-by claims %d (round %d) after the active failed, want round 6", got, EpochRound(got))
 	}
-	if got := decideClaim([]Member{a, b}, &a, 0, b.Claim, false); got != 0 {
+	if got := decideClaim([]*Member{&a, &b}, &a, 0, b.Claim, false); got != 0 {
 		t.Errorf("claims before it may: %d", got)
 	}
 	b.Status, b.State = StatusAlive, Draining
-	if got := decideClaim([]Member{a, b}, &a, 0, b.Claim, true); EpochRound(got) != 6 {
+	if got := decideClaim([]*Member{&a, &b}, &a, 0, b.Claim, true); EpochRound(got) != 6 {
 		t.Errorf("stand-by does not take over from a draining active: %d", got)
 	}
 	// Two claims: the lower epoch withdraws.
 	hi, lo := mgr("x", 7<<16), mgr("y", 6<<16)
-	if got := decideClaim([]Member{hi, lo}, &lo, 0, hi.Claim, true); got != 0 {
+	if got := decideClaim([]*Member{&hi, &lo}, &lo, 0, hi.Claim, true); got != 0 {
 		t.Errorf("the lower epoch keeps its claim: %d", got)
 	}
 	// Quorum 3 with one manager seen: no claim, and a claim is dropped.
 	solo := mgr("s", 9<<16)
-	if got := decideClaim([]Member{solo}, &solo, 3, solo.Claim, true); got != 0 {
+	if got := decideClaim([]*Member{&solo}, &solo, 3, solo.Claim, true); got != 0 {
 		t.Errorf("a minority keeps its claim: %d", got)
 	}
 	// Two managers never get the same epoch in the same round.

@@ -116,8 +116,8 @@ func (n *Node) pushStateTo(ctx context.Context, ms []Member) {
 func standbys(v *View, sub, self string) []Member {
 	var out []Member
 	for _, m := range v.members {
-		if isManager(&m) && m.SubDomain == sub && m.Name != self && m.Status == StatusAlive && m.State != Draining {
-			out = append(out, m)
+		if isManager(m) && m.SubDomain == sub && m.Name != self && m.Status == StatusAlive && m.State != Draining {
+			out = append(out, *m)
 		}
 	}
 	return out

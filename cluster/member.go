@@ -163,7 +163,10 @@ func memberFromSerf(sm *serf.Member) (Member, bool) {
 type View struct {
 	version uint64
 	self    string
-	members []Member // sorted by name
+	// members are sorted by name. They are shared between the views of a
+	// node (a member that did not change is the same pointer in the next
+	// view), so a new view copies pointers, not members; never modified.
+	members []*Member
 	actives map[string]Member
 	epochs  map[string]uint64
 }
@@ -175,7 +178,11 @@ func (v *View) Version() uint64 { return v.version }
 // included, failed and left members too (check [Member.Status]). The slice
 // is the caller's.
 func (v *View) Members() []Member {
-	return append([]Member(nil), v.members...)
+	out := make([]Member, len(v.members))
+	for i, m := range v.members {
+		out[i] = *m
+	}
+	return out
 }
 
 // Len is the number of members in the view.
@@ -185,7 +192,7 @@ func (v *View) Len() int { return len(v.members) }
 func (v *View) Member(name string) (Member, bool) {
 	i := sort.Search(len(v.members), func(i int) bool { return v.members[i].Name >= name })
 	if i < len(v.members) && v.members[i].Name == name {
-		return v.members[i], true
+		return *v.members[i], true
 	}
 	return Member{}, false
 }
@@ -216,7 +223,7 @@ func (v *View) Alive(subDomain string) []Member {
 	var out []Member
 	for _, m := range v.members {
 		if m.Status == StatusAlive && !m.Observer && (subDomain == "" || m.SubDomain == subDomain) {
-			out = append(out, m)
+			out = append(out, *m)
 		}
 	}
 	return out

@@ -73,9 +73,9 @@ type Node struct {
 	rejection atomic.Pointer[string] // the last foreign domain the merge delegate saw
 
 	// loop-owned
-	dirty   bool // members changed since the last view
-	members map[string]Member
-	names   []string // sorted names of members, self included
+	dirty   bool               // members changed since the last view
+	members map[string]*Member // immutable once stored: views share them
+	names   []string           // sorted names of members, self included
 	maxSeen map[string]uint64
 
 	kick  chan struct{}
@@ -105,7 +105,7 @@ func Join(ctx context.Context, cfg Config) (*Node, error) {
 		cfg:      cfg,
 		log:      cfg.Logger.With("domain", cfg.Domain, "node", cfg.NodeName),
 		events:   make(chan serf.Event, 4096),
-		members:  map[string]Member{},
+		members:  map[string]*Member{},
 		names:    []string{cfg.NodeName},
 		maxSeen:  map[string]uint64{},
 		kick:     make(chan struct{}, 1),
@@ -148,6 +148,9 @@ func (n *Node) start(ctx context.Context) error {
 	ml.AdvertiseAddr, ml.AdvertisePort = "", bindPort
 	if cfg.Transport != nil {
 		ml.Transport = cfg.Transport
+		if ps, ok := cfg.Transport.(interface{ PacketSize() int }); ok && ps.PacketSize() > 0 {
+			ml.UDPBufferSize = ps.PacketSize()
+		}
 	} else if bindPort == 0 {
 		// Let the OS pick a port and tell memberlist which one it got.
 		nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{
@@ -512,7 +515,7 @@ func (n *Node) handle(e serf.Event) {
 					n.names = slices.Insert(n.names, i, sm.Name)
 				}
 				if !ok || !old.equal(&m) {
-					n.members[sm.Name] = m
+					n.members[sm.Name] = &m
 					n.dirty = true
 				}
 			}
@@ -552,11 +555,10 @@ func (n *Node) recompute() time.Duration {
 		return 0
 	}
 	self := n.selfLocked()
-	list := make([]Member, len(n.names))
-	selfIdx := 0
+	list := make([]*Member, len(n.names))
 	for i, name := range n.names {
 		if name == self.Name {
-			list[i], selfIdx = self, i
+			list[i] = &self // self.Claim may change below: the view sees it
 		} else {
 			list[i] = n.members[name]
 		}
@@ -574,7 +576,6 @@ func (n *Node) recompute() time.Duration {
 			n.obs.election(self.SubDomain, self.Claim, claim)
 			n.claim = claim
 			self.Claim = claim
-			list[selfIdx] = self
 			if claim > n.maxSeen[self.SubDomain] {
 				n.maxSeen[self.SubDomain] = claim
 			}
@@ -638,7 +639,7 @@ func (n *Node) View() *View {
 	n.mu.Lock()
 	self := n.selfLocked()
 	n.mu.Unlock()
-	return &View{self: self.Name, members: []Member{self}}
+	return &View{self: self.Name, members: []*Member{&self}}
 }
 
 // Watch returns a channel that receives the current view and then every

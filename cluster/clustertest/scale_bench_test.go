@@ -18,6 +18,7 @@ import (
 
 	"github.com/carbonkit/carbon/cluster"
 	"github.com/carbonkit/carbon/cluster/clustertest"
+	"github.com/carbonkit/carbon/internal/tags"
 	"github.com/carbonkit/carbon/internal/timing"
 	"github.com/carbonkit/carbon/role"
 )
@@ -44,14 +45,16 @@ import (
 // timer, not gossip.
 //
 // Every iteration runs, with the same timing profile, raw serf on
-// loopback UDP (serf.Create and Join, the baseline), the SDK on loopback
-// UDP, and the SDK on the in-memory network, starting with a different
-// one each iteration (so none always runs first, or always last, on a
-// machine left busy by the previous one). It reports each one's figures
-// and the ratios loopback/rawserf (goal: within 5 %) and
-// loopback/memnet (goal: memnet at least 2x faster). A variant that does
-// not converge within its timeout is logged with how far it got and its
-// metrics are left out.
+// loopback UDP (serf.Create and Join) carrying the same tags as the SDK's
+// nodes (rawserf, the baseline: both gossip the same bytes) and carrying
+// none (rawserf-bare), the SDK on loopback UDP, and the SDK on the
+// in-memory network, starting with a different one each iteration (so
+// none always runs first, or always last, on a machine left busy by the
+// previous one). It reports each one's figures and the ratios
+// loopback/rawserf (goal: within 5 %), loopback/rawserf-bare (what the
+// SDK's tags cost on top) and loopback/memnet (goal: memnet at least 2x
+// faster). A variant that does not converge within its timeout is logged
+// with how far it got and its metrics are left out.
 //
 // A run is long (200 nodes on LAN timings take minutes on two cores), so
 // run it once per count:
@@ -75,7 +78,8 @@ func benchScale(b *testing.B, prof cluster.Profile, n int) {
 		name string
 		run  func() scaleResult
 	}{
-		{"rawserf", func() scaleResult { return runRawSerf(b, prof, n) }},
+		{"rawserf", func() scaleResult { return runRawSerf(b, prof, n, workerTags) }},
+		{"rawserf-bare", func() scaleResult { return runRawSerf(b, prof, n, nil) }},
 		{"loopback", func() scaleResult { return runSDK(b, clustertest.Loopback, prof, n) }},
 		{"memnet", func() scaleResult { return runSDK(b, clustertest.InMemory, prof, n) }},
 	}
@@ -91,7 +95,7 @@ func benchScale(b *testing.B, prof cluster.Profile, n int) {
 	}
 	b.StopTimer()
 	settle() // the last variant's memberlist timers must not trip TestMain's leak check
-	table := fmt.Sprintf("\n%-9s %6s %12s %12s %14s %s", "network", "nodes", "converge ms", "crash ms", "heap B/node", "note")
+	table := fmt.Sprintf("\n%-13s %6s %12s %12s %14s %s", "network", "nodes", "converge ms", "crash ms", "heap B/node", "note")
 	for _, v := range variants {
 		r := res[v.name]
 		if r.note == "" {
@@ -99,12 +103,15 @@ func benchScale(b *testing.B, prof cluster.Profile, n int) {
 			b.ReportMetric(ms(r.crash), v.name+"-ms/crash")
 			b.ReportMetric(r.heapPerNode, v.name+"-heap-B/node")
 		}
-		table += fmt.Sprintf("\n%-9s %6d %12.0f %12.0f %14.0f %s", v.name, n, ms(r.converge), ms(r.crash), r.heapPerNode, r.note)
+		table += fmt.Sprintf("\n%-13s %6d %12.0f %12.0f %14.0f %s", v.name, n, ms(r.converge), ms(r.crash), r.heapPerNode, r.note)
 	}
-	raw, sdk, mem := res["rawserf"], res["loopback"], res["memnet"]
+	raw, bare, sdk, mem := res["rawserf"], res["rawserf-bare"], res["loopback"], res["memnet"]
 	if raw.note == "" && sdk.note == "" {
 		b.ReportMetric(ratio(sdk.converge, raw.converge), "loopback/rawserf-converge")
 		b.ReportMetric(ratio(sdk.crash, raw.crash), "loopback/rawserf-crash")
+	}
+	if bare.note == "" && sdk.note == "" {
+		b.ReportMetric(ratio(sdk.converge, bare.converge), "loopback/rawserf-bare-converge")
 	}
 	if sdk.note == "" && mem.note == "" {
 		b.ReportMetric(ratio(sdk.converge, mem.converge), "loopback/memnet-converge")
@@ -320,7 +327,18 @@ type rawNode struct {
 	done chan struct{}
 }
 
-func startRaw(prof cluster.Profile, name string, seeds []string) (*rawNode, error) {
+// workerTags are the tags every SDK node of the benchmark gossips (a
+// worker of clustertest's default domain, serving, in the default
+// sub-domain): the raw serf baseline carries the same bytes, so that both
+// gossip the same amount. (rawserf-bare carries none.)
+var workerTags = map[string]string{
+	tags.KeyDomain:    "clustertest",
+	tags.KeyRole:      tags.RoleWorker,
+	tags.KeyState:     tags.StateServing,
+	tags.KeySubDomain: "worker",
+}
+
+func startRaw(prof cluster.Profile, name string, seeds []string, tags map[string]string) (*rawNode, error) {
 	quiet := log.New(io.Discard, "", 0)
 	nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{BindAddrs: []string{"127.0.0.1"}, BindPort: 0, Logger: quiet})
 	if err != nil {
@@ -328,6 +346,7 @@ func startRaw(prof cluster.Profile, name string, seeds []string) (*rawNode, erro
 	}
 	c := rawSerfConfig(prof)
 	c.NodeName, c.MemberlistConfig.Name = name, name
+	c.Tags = tags
 	c.Logger, c.MemberlistConfig.Logger = quiet, quiet
 	c.MemberlistConfig.Transport = nt
 	c.MemberlistConfig.BindAddr = "127.0.0.1"
@@ -371,7 +390,7 @@ func (r *rawNode) close() {
 	<-r.done
 }
 
-func runRawSerf(b *testing.B, prof cluster.Profile, n int) scaleResult {
+func runRawSerf(b *testing.B, prof cluster.Profile, n int, tags map[string]string) scaleResult {
 	b.Helper()
 	before := liveHeap()
 	start := time.Now()
@@ -384,7 +403,8 @@ func runRawSerf(b *testing.B, prof cluster.Profile, n int) scaleResult {
 		}
 	}()
 	err := startAll(n, func(i int, seeds []string) (string, error) {
-		r, err := startRaw(prof, fmt.Sprintf("raw-%d", i+1), seeds)
+		// Names as long as the SDK's ("worker-N").
+		r, err := startRaw(prof, fmt.Sprintf("rawser-%d", i+1), seeds, tags)
 		if err != nil {
 			return "", err
 		}

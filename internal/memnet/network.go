@@ -29,6 +29,9 @@ var (
 	// ErrUnreachable is returned by a dial across a crash, partition or
 	// cut link.
 	ErrUnreachable = errors.New("memnet: host unreachable")
+	// ErrTooLarge is returned by a write of a packet over MaxPacket
+	// bytes, as UDP refuses a datagram over 64 KiB.
+	ErrTooLarge = errors.New("memnet: packet too large")
 	// ErrReset is returned by reads and writes on a stream broken by a
 	// crash, partition, cut or by the Shutdown of either end.
 	ErrReset = errors.New("memnet: connection reset")

@@ -47,6 +47,15 @@ func newTransport(n *Network, ap netip.AddrPort) *Transport {
 	}
 }
 
+// MaxPacket is the size of the largest packet the network carries: it has
+// no MTU, and 64 KiB is the largest a UDP datagram can be.
+const MaxPacket = 64 << 10
+
+// PacketSize returns MaxPacket: package cluster then lets memberlist fill
+// its gossip packets up to it (see cluster.Config.Transport), so that a
+// join storm spreads in fewer gossip rounds than over UDP's 1,400 bytes.
+func (t *Transport) PacketSize() int { return MaxPacket }
+
 // Addr returns the transport's address, "ip:port".
 func (t *Transport) Addr() string { return t.addr }
 
@@ -82,6 +91,9 @@ func (t *Transport) WriteToAddress(b []byte, a memberlist.Address) (time.Time, e
 	now := time.Now()
 	if t.isShutdown() {
 		return now, ErrClosed
+	}
+	if len(b) > MaxPacket {
+		return now, fmt.Errorf("%w: %d bytes, over %d", ErrTooLarge, len(b), MaxPacket)
 	}
 	n := t.net
 	st := &n.stats
