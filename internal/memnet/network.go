@@ -339,12 +339,14 @@ type Stats struct {
 	Dials            uint64 // dial attempts
 	DialsFailed      uint64 // dials that returned an error
 	StreamsReset     uint64 // streams broken by a fault or a Shutdown
+	LargestPacket    uint64 // bytes of the largest packet sent
 }
 
 type counters struct {
 	packetsSent, packetsDelivered, packetsDropped, packetsLost atomic.Uint64
 	bytesSent, bytesDelivered                                  atomic.Uint64
 	dials, dialsFailed, streamsReset                           atomic.Uint64
+	largest                                                    atomic.Uint64
 }
 
 // Stats returns the network's counters.
@@ -360,6 +362,7 @@ func (n *Network) Stats() Stats {
 		Dials:            c.dials.Load(),
 		DialsFailed:      c.dialsFailed.Load(),
 		StreamsReset:     c.streamsReset.Load(),
+		LargestPacket:    c.largest.Load(),
 	}
 }
 

@@ -6,6 +6,8 @@ import (
 	"io"
 	"net"
 	"os"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -176,6 +178,36 @@ func TestPackets(t *testing.T) {
 	s := n.Stats()
 	if s.PacketsSent != packetQueue+12 || s.PacketsDelivered != packetQueue+1 || s.PacketsDropped != 11 {
 		t.Errorf("stats = %+v", s)
+	}
+}
+
+// The network has no MTU: a packet of MaxPacket bytes arrives whole, a
+// larger one is refused with ErrTooLarge, and the largest sent is counted.
+func TestPacketSize(t *testing.T) {
+	n := New()
+	defer n.Close()
+	ts := newTransports(t, n, 2)
+	a, b := ts[0], ts[1]
+	if got := a.PacketSize(); got != MaxPacket {
+		t.Fatalf("PacketSize = %d, want %d", got, MaxPacket)
+	}
+	big := make([]byte, MaxPacket)
+	big[MaxPacket-1] = 7
+	if _, err := a.WriteTo(big, b.Addr()); err != nil {
+		t.Fatal(err)
+	}
+	if p := recv(b, time.Second); p == nil || len(p.Buf) != MaxPacket || p.Buf[MaxPacket-1] != 7 {
+		t.Fatalf("a %d-byte packet did not arrive whole", MaxPacket)
+	}
+	_, err := a.WriteTo(make([]byte, MaxPacket+1), b.Addr())
+	if !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), strconv.Itoa(MaxPacket+1)) {
+		t.Fatalf("WriteTo of %d bytes: %v, want ErrTooLarge naming the size", MaxPacket+1, err)
+	}
+	if p := recv(b, noPacket); p != nil {
+		t.Fatalf("the oversized packet arrived (%d bytes)", len(p.Buf))
+	}
+	if s := n.Stats(); s.LargestPacket != MaxPacket || s.PacketsSent != 1 {
+		t.Fatalf("stats = %+v, want LargestPacket %d and 1 packet sent", s, MaxPacket)
 	}
 }
 

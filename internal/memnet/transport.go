@@ -99,6 +99,12 @@ func (t *Transport) WriteToAddress(b []byte, a memberlist.Address) (time.Time, e
 	st := &n.stats
 	st.packetsSent.Add(1)
 	st.bytesSent.Add(uint64(len(b)))
+	for size := uint64(len(b)); ; {
+		l := st.largest.Load()
+		if size <= l || st.largest.CompareAndSwap(l, size) {
+			break
+		}
+	}
 
 	s := n.st.Load()
 	dst, to := s.lookup(a.Addr)
