@@ -7,8 +7,11 @@ import (
 	"io"
 	"log"
 	"net"
+	"os"
 	"runtime"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -27,7 +30,8 @@ import (
 // nodes take to all see each other alive (ms/converge) and how long all
 // the others take to see a crashed node failed (ms/crash), with the heap
 // each node costs (heap-B/node: live heap after GC once converged, divided
-// by the nodes).
+// by the nodes). ms/joined is when every Join had returned: the rest of
+// ms/converge is gossip.
 //
 // Every variant starts the same way, as a deployment does: three seed
 // nodes one after the other (the second joins the first, the third the
@@ -56,6 +60,9 @@ import (
 // faster). A variant that does not converge within its timeout is logged
 // with how far it got and its metrics are left out.
 //
+// CARBON_SCALE_VARIANTS=memnet,loopback (for example) runs only the named
+// variants, for profiling one.
+//
 // A run is long (200 nodes on LAN timings take minutes on two cores), so
 // run it once per count:
 //
@@ -83,6 +90,16 @@ func benchScale(b *testing.B, prof cluster.Profile, n int) {
 		{"loopback", func() scaleResult { return runSDK(b, clustertest.Loopback, prof, n) }},
 		{"memnet", func() scaleResult { return runSDK(b, clustertest.InMemory, prof, n) }},
 	}
+	if only := os.Getenv("CARBON_SCALE_VARIANTS"); only != "" {
+		// For profiling one variant: a comma-separated list of names.
+		keep := strings.Split(only, ",")
+		variants = slices.DeleteFunc(variants, func(v struct {
+			name string
+			run  func() scaleResult
+		}) bool {
+			return !slices.Contains(keep, v.name)
+		})
+	}
 	res := map[string]scaleResult{}
 	for range b.N {
 		first := rotation % len(variants)
@@ -95,25 +112,34 @@ func benchScale(b *testing.B, prof cluster.Profile, n int) {
 	}
 	b.StopTimer()
 	settle() // the last variant's memberlist timers must not trip TestMain's leak check
-	table := fmt.Sprintf("\n%-13s %6s %12s %12s %14s %s", "network", "nodes", "converge ms", "crash ms", "heap B/node", "note")
+	table := fmt.Sprintf("\n%-13s %6s %10s %12s %12s %14s %s", "network", "nodes", "joined ms", "converge ms", "crash ms", "heap B/node", "note")
 	for _, v := range variants {
 		r := res[v.name]
 		if r.note == "" {
+			b.ReportMetric(ms(r.joined), v.name+"-ms/joined")
 			b.ReportMetric(ms(r.converge), v.name+"-ms/converge")
 			b.ReportMetric(ms(r.crash), v.name+"-ms/crash")
 			b.ReportMetric(r.heapPerNode, v.name+"-heap-B/node")
 		}
-		table += fmt.Sprintf("\n%-13s %6d %12.0f %12.0f %14.0f %s", v.name, n, ms(r.converge), ms(r.crash), r.heapPerNode, r.note)
+		table += fmt.Sprintf("\n%-13s %6d %10.0f %12.0f %12.0f %14.0f %s", v.name, n, ms(r.joined), ms(r.converge), ms(r.crash), r.heapPerNode, r.note)
+	}
+	done := func(names ...string) bool {
+		for _, name := range names {
+			if r, ok := res[name]; !ok || r.note != "" {
+				return false
+			}
+		}
+		return true
 	}
 	raw, bare, sdk, mem := res["rawserf"], res["rawserf-bare"], res["loopback"], res["memnet"]
-	if raw.note == "" && sdk.note == "" {
+	if done("rawserf", "loopback") {
 		b.ReportMetric(ratio(sdk.converge, raw.converge), "loopback/rawserf-converge")
 		b.ReportMetric(ratio(sdk.crash, raw.crash), "loopback/rawserf-crash")
 	}
-	if bare.note == "" && sdk.note == "" {
+	if done("rawserf-bare", "loopback") {
 		b.ReportMetric(ratio(sdk.converge, bare.converge), "loopback/rawserf-bare-converge")
 	}
-	if sdk.note == "" && mem.note == "" {
+	if done("loopback", "memnet") {
 		b.ReportMetric(ratio(sdk.converge, mem.converge), "loopback/memnet-converge")
 	}
 	b.ReportMetric(0, "ns/op") // wall time per op says nothing here
@@ -121,6 +147,7 @@ func benchScale(b *testing.B, prof cluster.Profile, n int) {
 }
 
 type scaleResult struct {
+	joined          time.Duration // until every Join returned
 	converge, crash time.Duration
 	heapPerNode     float64
 	note            string // why the figures are missing, if they are
@@ -267,6 +294,7 @@ func runSDK(b *testing.B, nw clustertest.Network, prof cluster.Profile, n int) s
 	if err != nil {
 		b.Fatalf("%d %s nodes: %v", n, nw, err)
 	}
+	joined := time.Since(start)
 	nodes := c.Nodes()
 	// Count without copying: View().Members() would copy n members per
 	// node on every poll.
@@ -286,7 +314,7 @@ func runSDK(b *testing.B, nw clustertest.Network, prof cluster.Profile, n int) s
 		b.Logf("%d %s nodes: %s", n, nw, r.note)
 		return r
 	}
-	r.converge = time.Since(start)
+	r.joined, r.converge = joined, time.Since(start)
 	r.heapPerNode = float64(int64(liveHeap())-int64(before)) / float64(n)
 
 	victim := names[n-1]
@@ -414,6 +442,7 @@ func runRawSerf(b *testing.B, prof cluster.Profile, n int, tags map[string]strin
 	if err != nil {
 		b.Fatalf("%d raw serf nodes: %v", n, err)
 	}
+	joined := time.Since(start)
 	var res scaleResult
 	if res.note = awaitAll(n, func(i int) int {
 		// Members is serf's only view and copies; the poll stops at the
@@ -429,7 +458,7 @@ func runRawSerf(b *testing.B, prof cluster.Profile, n int, tags map[string]strin
 		b.Logf("%d raw serf nodes: %s", n, res.note)
 		return res
 	}
-	res.converge = time.Since(start)
+	res.joined, res.converge = joined, time.Since(start)
 	res.heapPerNode = float64(int64(liveHeap())-int64(before)) / float64(n)
 
 	victim := nodes[n-1]
