@@ -84,14 +84,15 @@ func WithLoss(fraction float64) Option {
 // packets still in flight (under latency) and open streams.
 type Network struct {
 	// st is an immutable snapshot of the topology and faults, replaced
-	// whole under mu by every change. Packets, sent by the thousand per
-	// second, read it without taking a lock: with an RWMutex, the
-	// writers queued behind readers (dials, stream closes) convoyed under
-	// load until probes timed out.
+	// whole by every change (compare-and-swap, see update). Packets, sent
+	// by the thousand per second, read it without taking a lock: with an
+	// RWMutex, the writers queued behind readers (dials, stream closes)
+	// convoyed under load until probes timed out. Changes take no lock
+	// either: with a mutex, 100 nodes starting at once queued on it
+	// for a second, each hand-over waiting for the next waiter to be
+	// scheduled on a CPU busy starting the others.
 	st     atomic.Pointer[state]
-	mu     sync.Mutex // serialises changes to st, nextIP and closed
-	nextIP netip.Addr
-	closed bool
+	nextIP atomic.Uint32 // addresses handed out by Allocate, from 10.0.0.1
 
 	linksMu sync.Mutex
 	links   map[*pipeLink]struct{} // open streams, to reset on faults
@@ -106,6 +107,7 @@ type Network struct {
 // state is the network's topology and faults. It is never modified once
 // published: update copies it.
 type state struct {
+	closed      bool
 	nodes       map[string]*Transport // live transports by canonical address
 	crashed     map[string]bool
 	groups      map[string]int // partition group per address, 1-based
@@ -124,19 +126,26 @@ func (s *state) clone() *state {
 	return &c
 }
 
-// update applies f to a copy of the state and publishes it; n.mu must be
-// held.
-func (n *Network) updateLocked(f func(s *state)) {
-	s := n.st.Load().clone()
-	f(s)
-	n.st.Store(s)
+// update applies f to a copy of the state and publishes it. If another
+// change was published meanwhile, it starts again from that one: f must
+// only change the copy it is given.
+func (n *Network) update(f func(s *state)) {
+	_ = n.updateIf(func(s *state) error { f(s); return nil })
 }
 
-// update is updateLocked taking n.mu.
-func (n *Network) update(f func(s *state)) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	n.updateLocked(f)
+// updateIf is update, but when f returns an error nothing is published
+// and the error is returned.
+func (n *Network) updateIf(f func(s *state) error) error {
+	for {
+		old := n.st.Load()
+		s := old.clone()
+		if err := f(s); err != nil {
+			return err
+		}
+		if n.st.CompareAndSwap(old, s) {
+			return nil
+		}
+	}
 }
 
 type link struct{ from, to string }
@@ -151,9 +160,8 @@ func New(opts ...Option) *Network {
 		o.seed = rand.Int64()
 	}
 	n := &Network{
-		links:  make(map[*pipeLink]struct{}),
-		nextIP: netip.AddrFrom4([4]byte{10, 0, 0, 1}),
-		rng:    rand.New(rand.NewPCG(uint64(o.seed), 0x6d656d6e6574)), // "memnet"
+		links: make(map[*pipeLink]struct{}),
+		rng:   rand.New(rand.NewPCG(uint64(o.seed), 0x6d656d6e6574)), // "memnet"
 	}
 	n.st.Store(&state{
 		nodes:   make(map[string]*Transport),
@@ -175,15 +183,11 @@ const DefaultPort = 7946
 // from 10.0.0.1. It only reserves nothing: pass the result to
 // NewTransport (NewTransport("") does both).
 func (n *Network) Allocate() string {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.allocateLocked()
-}
-
-func (n *Network) allocateLocked() string {
 	for {
-		ip := n.nextIP
-		n.nextIP = ip.Next()
+		seq := n.nextIP.Add(1) - 1
+		// 10.0.0.1 + seq, within 10.0.0.0/8.
+		v := 10<<24 | (1+seq)&0xffffff
+		ip := netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
 		if b := ip.As4(); b[3] == 0 || b[3] == 255 {
 			continue // skip network and broadcast-looking addresses
 		}
@@ -200,43 +204,55 @@ func (n *Network) allocateLocked() string {
 // how a restarted process is modelled. Faults set on the address (Crash,
 // Partition, Cut) stay in force for the new transport.
 func (n *Network) NewTransport(addr string) (*Transport, error) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.closed {
-		return nil, ErrClosed
+	for {
+		a := addr
+		if a == "" {
+			a = n.Allocate()
+		}
+		ap, err := parseAddr(a)
+		if err != nil {
+			return nil, err
+		}
+		key := ap.String()
+		t := newTransport(n, ap)
+		err = n.updateIf(func(s *state) error {
+			if s.closed {
+				return ErrClosed
+			}
+			if _, used := s.nodes[key]; used {
+				return fmt.Errorf("%w: %s", ErrAddrInUse, key)
+			}
+			s.nodes[key] = t
+			return nil
+		})
+		if addr == "" && errors.Is(err, ErrAddrInUse) {
+			continue // taken by an explicit address since Allocate: take another
+		}
+		if err != nil {
+			return nil, err
+		}
+		return t, nil
 	}
-	if addr == "" {
-		addr = n.allocateLocked()
-	}
-	ap, err := parseAddr(addr)
-	if err != nil {
-		return nil, err
-	}
-	key := ap.String()
-	if _, used := n.st.Load().nodes[key]; used {
-		return nil, fmt.Errorf("%w: %s", ErrAddrInUse, key)
-	}
-	t := newTransport(n, ap)
-	n.updateLocked(func(s *state) { s.nodes[key] = t })
-	return t, nil
 }
 
 // Close shuts down every transport, breaks every stream and drops the
 // packets in flight. The network cannot be used afterwards. Close is
 // idempotent.
 func (n *Network) Close() error {
-	n.mu.Lock()
-	if n.closed {
-		n.mu.Unlock()
+	var nodes map[string]*Transport
+	if n.updateIf(func(s *state) error {
+		if s.closed {
+			return ErrClosed
+		}
+		s.closed, nodes = true, s.nodes
 		return nil
+	}) != nil {
+		return nil // closed already
 	}
-	n.closed = true
-	nodes := n.st.Load().nodes
 	ts := make([]*Transport, 0, len(nodes))
 	for _, t := range nodes {
 		ts = append(ts, t)
 	}
-	n.mu.Unlock()
 	for _, t := range ts {
 		_ = t.Shutdown()
 	}

@@ -255,11 +255,13 @@ func (t *Transport) Shutdown() error {
 	t.mu.Unlock()
 
 	n := t.net
-	n.mu.Lock()
 	if n.st.Load().nodes[t.addr] == t {
-		n.updateLocked(func(s *state) { delete(s.nodes, t.addr) })
+		n.update(func(s *state) {
+			if s.nodes[t.addr] == t {
+				delete(s.nodes, t.addr)
+			}
+		})
 	}
-	n.mu.Unlock()
 	n.breakTransport(t)
 	for {
 		select {
