@@ -320,3 +320,27 @@ func TestNoGoroutineLeaksAfterStop(t *testing.T) {
 		})
 	}
 }
+
+// Invariant: a node learns of a member that joined right after it within
+// seconds, even when no gossip gets through, by the state exchanges a node
+// makes after its join (on LAN timings the periodic push/pull is 30 s
+// away). Streams still work under total packet loss, so members are not
+// marked failed meanwhile (memberlist falls back to TCP pings).
+func TestJoinStateExchangesReachMembersGossipMissed(t *testing.T) {
+	c := clustertest.New(t, clustertest.Options{
+		Config: func(cfg *cluster.Config) { cfg.Profile = cluster.ProfileLAN },
+	})
+	s := c.Add(clustertest.NodeSpec{Name: "seed", Role: role.Worker})
+	x := c.Add(clustertest.NodeSpec{Name: "x", Role: role.Worker})
+	c.SetLoss(1) // from here, no gossip packet arrives
+	seed := []string{c.Addr("seed")} // not x: its join would tell x
+	c.Add(clustertest.NodeSpec{Name: "y", Role: role.Worker, Config: func(cfg *cluster.Config) { cfg.Seeds = seed }})
+	if m, ok := x.View().Member("y"); ok {
+		t.Fatalf("x saw y (%s) before any exchange: the test proves nothing", m.Status)
+	}
+	// y learned x from the seed's state at its join, the seed learned y;
+	// x has only gossip (lost) and its own exchanges after its join.
+	c.Eventually("x to see y alive with no gossip", 8*time.Second, func() bool {
+		return c.Sees([]string{x.Name()}, cluster.StatusAlive, "y") && c.Sees([]string{s.Name()}, cluster.StatusAlive, "x", "y")
+	})
+}
