@@ -332,7 +332,7 @@ func TestJoinStateExchangesReachMembersGossipMissed(t *testing.T) {
 	})
 	s := c.Add(clustertest.NodeSpec{Name: "seed", Role: role.Worker})
 	x := c.Add(clustertest.NodeSpec{Name: "x", Role: role.Worker})
-	c.SetLoss(1) // from here, no gossip packet arrives
+	c.SetLoss(1)                     // from here, no gossip packet arrives
 	seed := []string{c.Addr("seed")} // not x: its join would tell x
 	c.Add(clustertest.NodeSpec{Name: "y", Role: role.Worker, Config: func(cfg *cluster.Config) { cfg.Seeds = seed }})
 	// y learned x from the seed's state at its join, the seed learned y;
