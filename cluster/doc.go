@@ -14,12 +14,13 @@
 // when gossip brings them (the domain tag is checked on every alive
 // message, in place, without decoding the other tags).
 //
-// About a gossip interval after its join, and three more times further
-// apart, a node exchanges its whole member list with a random member (a
-// memberlist push/pull). When many nodes start at once, each learns from its seeds
+// About a gossip interval after its join, and four more times further
+// apart (the last 5 to 10 s after the join on LAN timings), a node
+// exchanges its whole member list with a random member (a memberlist
+// push/pull). When many nodes start at once, each learns from its seeds
 // only the members that joined before it, and an alive message that runs
 // out of retransmissions leaves a member unknown to some nodes until the
-// periodic push/pull, 30 s to minutes away on LAN timings; these four
+// periodic push/pull, 30 s to minutes away on LAN timings; these
 // exchanges close the gap in seconds. Gossip is not compressed on LAN and
 // local timings (it costs CPU and saves bandwidth a LAN does not lack).
 //

@@ -315,19 +315,23 @@ func (n *Node) joinSeeds(ctx context.Context) error {
 
 // syncRounds are when, in gossip intervals after its join, a node
 // exchanges its full state with a random member (syncAfterJoin).
-var syncRounds = []int{1, 3, 8, 20}
+var syncRounds = []int{1, 3, 8, 20, 50}
 
 // syncAfterJoin exchanges this node's full state with a random alive
 // member (a memberlist push/pull, as the periodic anti-entropy does) about
-// a gossip interval after the join, then three more times, further apart
-// (syncRounds, each jittered to between half and all of its wait). When
+// a gossip interval after the join, then four more times, further apart
+// (syncRounds, each jittered to between half and all of its wait; the last
+// 5 to 10 s after the join on LAN timings). When
 // many nodes start at once (a deployment rolling out), each learns from
 // its seeds only the members that had joined before it; the rest reach it
 // by gossip, and a member whose alive message ran out of retransmissions
 // before reaching it stays unknown until the periodic push/pull, 30 s to
-// minutes away on LAN timings. These four exchanges close that gap within
-// seconds, at the cost of four state transfers per join. (The first one
-// early halved the convergence time of 50 and 100 nodes started at once.)
+// minutes away on LAN timings. These exchanges close that gap within
+// seconds, at the cost of five state transfers per join. (The first one
+// early halved the convergence time of 50 and 100 nodes started at once;
+// the last one catches members that joined after the others: 200 nodes
+// started at once in one process take up to 4 s to all get in, and one
+// run in three then waited 130 s for the periodic push/pull.)
 func (n *Node) syncAfterJoin(gossip time.Duration) {
 	defer n.wg.Done()
 	prev := 0
