@@ -355,8 +355,21 @@ func (n *Node) syncAfterJoin(gossip time.Duration) {
 			continue
 		}
 		peer := peers[rand.N(len(peers))]
-		if _, err := n.serf.Memberlist().Join([]string{peer}); err != nil {
-			n.log.Debug("state exchange after join failed", "peer", peer, "err", err)
+		// Close must not wait for an exchange with a host that does not
+		// answer (up to memberlist's TCP timeout): the exchange ends on
+		// its own once Close has shut the transport down.
+		done := make(chan error, 1)
+		go func() {
+			_, err := n.serf.Memberlist().Join([]string{peer})
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			if err != nil {
+				n.log.Debug("state exchange after join failed", "peer", peer, "err", err)
+			}
+		case <-n.stop:
+			return
 		}
 	}
 }
