@@ -358,12 +358,7 @@ func (x *set) p2c(skip int) int {
 	if skip < 0 && !x.anySlow && x.uniform {
 		// The usual case, with fewer branches: no member to skip, none
 		// slowly starting, equal weights.
-		r := x.s.rand()
-		a := int((r & math.MaxUint32) * uint64(n) >> 32)
-		b := int((r >> 32) * uint64(n-1) >> 32)
-		if b >= a {
-			b++
-		}
+		a, b := x.pair(n)
 		ea, eb := &x.e[a], &x.e[b]
 		if ea.st.ejected.Load()|eb.st.ejected.Load() == 0 {
 			if eb.cost(now) < ea.cost(now) {
@@ -373,23 +368,11 @@ func (x *set) p2c(skip int) int {
 		}
 	}
 	for range 3 {
-		// Two indices from the two halves of one random number, by
-		// multiply-shift: a 64-bit division costs more than the rest of
-		// the choice.
-		r := x.s.rand()
-		a := int((r & math.MaxUint32) * uint64(n) >> 32)
-		b := int((r >> 32) * uint64(n-1) >> 32)
-		if b >= a {
-			b++
-		}
+		a, b := x.pair(n)
 		ua, ub := x.usable(a, skip) && x.admit(a), x.usable(b, skip) && x.admit(b)
 		switch {
 		case ua && ub:
-			if x.uniform {
-				if x.e[b].cost(now) < x.e[a].cost(now) {
-					return b
-				}
-			} else if x.e[b].score(now) < x.e[a].score(now) {
+			if x.e[b].score(now) < x.e[a].score(now) {
 				return b
 			}
 			return a
@@ -400,6 +383,19 @@ func (x *set) p2c(skip int) int {
 		}
 	}
 	return -1
+}
+
+// pair returns two different random members of n (n ≥ 2), from the two
+// halves of one random number by multiply-shift: a 64-bit division costs
+// more than the rest of the choice.
+func (x *set) pair(n int) (a, b int) {
+	r := x.s.rand()
+	a = int((r & math.MaxUint32) * uint64(n) >> 32)
+	b = int((r >> 32) * uint64(n-1) >> 32)
+	if b >= a {
+		b++
+	}
+	return a, b
 }
 
 const (

@@ -25,8 +25,8 @@ func monotonic() int64 { return int64(time.Since(epoch)) + 1 } // never 0
 
 // rand returns a random number for a pick: the test seam if one is set,
 // else splitmix64 over the state's atomic counter (seeded at random). One
-// atomic add, inlined: half the cost of math/rand/v2's generator here, and
-// picks need no better randomness.
+// atomic add and a direct call, not a closure: less than math/rand/v2's
+// generator costs here, and picks need no better randomness.
 func (s *state) rand() uint64 {
 	if s.o.rand != nil {
 		return s.o.rand()
