@@ -70,7 +70,7 @@ type Node struct {
 	joinDone  atomic.Bool // the first join attempt is over
 	writable  atomic.Bool
 	view      atomic.Pointer[View]
-	rejection atomic.Pointer[string] // the last foreign domain the merge delegate saw
+	rejection atomic.Pointer[string] // the last foreign domain the domain filter saw
 
 	// loop-owned
 	dirty   bool               // members changed since the last view
@@ -140,8 +140,8 @@ func (n *Node) start(ctx context.Context) error {
 	sc.RejoinAfterLeave = true
 	sc.UserEventSizeLimit = MaxMessageSize + 128
 	// Not sc.Merge: serf would then replace these two with its own.
-	sc.MemberlistConfig.Merge = &domainFilter{n: n}
-	sc.MemberlistConfig.Alive = &domainFilter{n: n}
+	filter := &domainFilter{n: n}
+	sc.MemberlistConfig.Merge, sc.MemberlistConfig.Alive = filter, filter
 	sc.EnableNameConflictResolution = true
 
 	bindHost, bindPort, _ := splitAddr(cfg.BindAddr, DefaultPort)
@@ -321,12 +321,12 @@ var syncRounds = []int{1, 3, 8, 20, 50}
 // member (a memberlist push/pull, as the periodic anti-entropy does) about
 // a gossip interval after the join, then four more times, further apart
 // (syncRounds, each jittered to between half and all of its wait; the last
-// 5 to 10 s after the join on LAN timings). When
-// many nodes start at once (a deployment rolling out), each learns from
-// its seeds only the members that had joined before it; the rest reach it
-// by gossip, and a member whose alive message ran out of retransmissions
-// before reaching it stays unknown until the periodic push/pull, 30 s to
-// minutes away on LAN timings. These exchanges close that gap within
+// 5 to 10 s after the join on LAN timings). When many nodes start at once
+// (a deployment rolling out), each learns from its seeds only the members
+// that had joined before it; the rest reach it by gossip, and a member
+// whose alive message ran out of retransmissions before reaching it stays
+// unknown until the periodic push/pull, 30 s to minutes away on LAN
+// timings. These exchanges close that gap within
 // seconds, at the cost of five state transfers per join. (The first one
 // early halved the convergence time of 50 and 100 nodes started at once;
 // the last one catches members that joined after the others: 200 nodes
