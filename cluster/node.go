@@ -358,9 +358,19 @@ func (n *Node) syncAfterJoin(gossip time.Duration) {
 		// Close must not wait for an exchange with a host that does not
 		// answer (up to memberlist's TCP timeout): the exchange ends on
 		// its own once Close has shut the transport down.
+		//
+		// Through serf, not memberlist alone: serf.Join also broadcasts a
+		// join intent at the current Lamport time. A push/pull from a
+		// member that still lists this node as left (a restart moments
+		// after a leave) makes the receiver mark it leaving again; the
+		// newer join intent undoes that. ignoreOld is false: with true,
+		// serf would drop every cluster message older than the peer's
+		// event clock, messages in flight included; events from before
+		// the first join stay dropped (serf's eventMinTime), and the
+		// others a member has seen are not delivered twice.
 		done := make(chan error, 1)
 		go func() {
-			_, err := n.serf.Memberlist().Join([]string{peer})
+			_, err := n.serf.Join([]string{peer}, false)
 			done <- err
 		}()
 		select {
