@@ -27,9 +27,9 @@
 //
 // [InMemory] (the default) runs every node on one in-process network that
 // carries 200 nodes on two cores, has no MTU (gossip packets of up to 64
-// KiB), converges 1.4x faster than sockets at 50 and 100 nodes (gossip
-// timings bound both; at 200 nodes the in-process join burst makes it
-// slower: BenchmarkScale), and takes faults: [Cluster.Partition] and [Cluster.Heal], [Cluster.Cut]
+// KiB), converges 1.5 to 2x faster than sockets at 50 and 100 nodes
+// (gossip timings bound both; at 200 nodes the in-process join burst makes
+// it slower: BenchmarkScale), and takes faults: [Cluster.Partition] and [Cluster.Heal], [Cluster.Cut]
 // one direction of a link, [Cluster.SetLoss] and [Cluster.SetLatency].
 // Packet loss is deterministic under [Options.Seed]; memberlist's own
 // randomness and the scheduler are not, so a run does not replay exactly.
