@@ -21,6 +21,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/carbonkit/carbon/cluster"
+	"github.com/carbonkit/carbon/internal/nginxconf"
 	"github.com/carbonkit/carbon/internal/testutil"
 	"github.com/carbonkit/carbon/role"
 )
@@ -97,39 +98,21 @@ func startNginx(t testing.TB, name string) *nginxProc {
 	if err := os.WriteFile(p.upstreams, []byte(initial), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	user := ""
-	if os.Geteuid() == 0 {
-		user = "user root;" // else workers run as nobody and cannot use the temp dir
-	}
 	for attempt := 0; ; attempt++ {
 		p.addr = freeAddr(t)
-		conf := fmt.Sprintf(`daemon off;
-master_process on;
-worker_processes 1;
-%[1]s
-pid %[2]s/nginx.pid;
-error_log %[2]s/error.log warn;
-events { worker_connections 512; }
-http {
-    access_log off;
-    client_body_temp_path %[2]s/client_body;
-    proxy_temp_path %[2]s/proxy;
-    fastcgi_temp_path %[2]s/fastcgi;
-    uwsgi_temp_path %[2]s/uwsgi;
-    scgi_temp_path %[2]s/scgi;
-    keepalive_timeout 0;
-    include %[3]s;
+		conf := nginxconf.Head(dir) + fmt.Sprintf(`    keepalive_timeout 0;
+    include %[1]s;
     server {
-        listen %[4]s;
+        listen %[2]s;
         location / {
-            proxy_pass http://%[5]s;
+            proxy_pass http://%[3]s;
             proxy_connect_timeout 1s;
             add_header X-Nginx-Pid $pid always;
-            add_header X-Upstream-Servers $carbon_%[5]s always;
+            add_header X-Upstream-Servers $carbon_%[3]s always;
         }
     }
 }
-`, user, dir, p.upstreams, p.addr, name)
+`, p.upstreams, p.addr, name)
 		if err := os.WriteFile(p.conf, []byte(conf), 0o644); err != nil {
 			t.Fatal(err)
 		}
