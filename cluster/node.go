@@ -71,12 +71,22 @@ type Node struct {
 	writable  atomic.Bool
 	view      atomic.Pointer[View]
 	rejection atomic.Pointer[string] // the last foreign domain the domain filter saw
+	// rejoined: a member's state listed this node's name as left or
+	// dead, so the domain knew it before this process (a restart); see
+	// syncAfterJoin.
+	rejoined atomic.Bool
 
 	// loop-owned
-	dirty   bool               // members changed since the last view
-	members map[string]*Member // immutable once stored: views share them
-	names   []string           // sorted names of members, self included
-	maxSeen map[string]uint64
+	dirty   bool // members changed since the last view
+	leaving int  // members whose status is StatusLeaving
+	// recheck brings the loop a copy of serf's members (see
+	// recheckLeaving); recheckEvery is how long a member may look
+	// leaving before the loop asks for one.
+	recheck      chan []serf.Member
+	recheckEvery time.Duration
+	members      map[string]*Member // immutable once stored: views share them
+	names        []string           // sorted names of members, self included
+	maxSeen      map[string]uint64
 
 	kick  chan struct{}
 	tagCh chan struct{}
@@ -105,6 +115,7 @@ func Join(ctx context.Context, cfg Config) (*Node, error) {
 		cfg:      cfg,
 		log:      cfg.Logger.With("domain", cfg.Domain, "node", cfg.NodeName),
 		events:   make(chan serf.Event, 4096),
+		recheck:  make(chan []serf.Member, 1),
 		members:  map[string]*Member{},
 		names:    []string{cfg.NodeName},
 		maxSeen:  map[string]uint64{},
@@ -143,6 +154,7 @@ func (n *Node) start(ctx context.Context) error {
 	filter := &domainFilter{n: n}
 	sc.MemberlistConfig.Merge, sc.MemberlistConfig.Alive = filter, filter
 	sc.EnableNameConflictResolution = true
+	n.recheckEvery = sc.MemberlistConfig.ProbeInterval
 
 	bindHost, bindPort, _ := splitAddr(cfg.BindAddr, DefaultPort)
 	ml := sc.MemberlistConfig
@@ -359,18 +371,33 @@ func (n *Node) syncAfterJoin(gossip time.Duration) {
 		// answer (up to memberlist's TCP timeout): the exchange ends on
 		// its own once Close has shut the transport down.
 		//
-		// Through serf, not memberlist alone: serf.Join also broadcasts a
-		// join intent at the current Lamport time. A push/pull from a
-		// member that still lists this node as left (a restart moments
-		// after a leave) makes the receiver mark it leaving again; the
-		// newer join intent undoes that. ignoreOld is false: with true,
-		// serf would drop every cluster message older than the peer's
-		// event clock, messages in flight included; events from before
-		// the first join stay dropped (serf's eventMinTime), and the
-		// others a member has seen are not delivered twice.
+		// A node the domain knew before (a restart: some member listed
+		// it as left or dead) exchanges through serf, others through
+		// memberlist alone. serf.Join also broadcasts a join intent at the
+		// current Lamport time. A node restarted moments after it left
+		// announces its join at a time no later than serf's stand-in for
+		// its leave (the leave's time plus one, which a member that has
+		// not yet seen it alive again sends for every left member in a
+		// push/pull): whoever merges that state marks it leaving again,
+		// and only a later intent undoes that (TestRollingRestartConverges
+		// failed that way). A fresh node is in nobody's left list and
+		// sends no extra intents: each one is news to every member, so it
+		// is gossiped to all, and one per exchange made 200 nodes joining
+		// at once spend a third of their CPU decoding intents.
+		// ignoreOld is false: with true, serf would drop every cluster
+		// message older than the peer's event clock, messages in flight
+		// included; events from before the first join stay dropped
+		// (serf's eventMinTime), and the others a member has seen are
+		// not delivered twice.
+		announce := n.rejoined.Load()
 		done := make(chan error, 1)
 		go func() {
-			_, err := n.serf.Join([]string{peer}, false)
+			var err error
+			if announce {
+				_, err = n.serf.Join([]string{peer}, false)
+			} else {
+				_, err = n.serf.Memberlist().Join([]string{peer})
+			}
 			done <- err
 		}()
 		select {
@@ -533,7 +560,8 @@ func (n *Node) mayClaimNow() bool {
 func (n *Node) loop() {
 	defer n.wg.Done()
 	var timer *time.Timer
-	var timerC <-chan time.Time
+	var timerC, recheckC <-chan time.Time
+	rechecking := false
 	for {
 		select {
 		case <-n.stop:
@@ -546,6 +574,14 @@ func (n *Node) loop() {
 		case <-n.kick:
 		case <-timerC:
 			timerC = nil
+		case <-recheckC:
+			recheckC, rechecking = nil, true
+			// Not on this goroutine: serf sends events while holding the
+			// lock Members takes, and this loop must keep reading them.
+			go func() { n.recheck <- n.serf.Members() }()
+		case ms := <-n.recheck:
+			rechecking = false
+			n.recheckLeaving(ms)
 		}
 		// Take every event already queued before deciding anything: a
 		// kick right after a join must not run the election on a view
@@ -559,10 +595,28 @@ func (n *Node) loop() {
 				break drain
 			}
 		}
+		if n.leaving > 0 && recheckC == nil && !rechecking {
+			recheckC = time.After(n.recheckEvery)
+		}
 		wait := n.recompute()
 		if wait > 0 && timerC == nil {
 			timer = time.NewTimer(wait)
 			timerC = timer.C
+		}
+	}
+}
+
+// recheckLeaving takes the current status of the members the view shows
+// leaving from ms, serf's members. serf sends no event when a member it
+// marked leaving turns alive again (a join intent newer than the leave: a
+// node restarted right after it left, which serf marks leaving again
+// when a member that has not yet seen it back sends it as left in a
+// state exchange), so a view would otherwise show it leaving until its
+// next update. A real leave ends in a leave event instead.
+func (n *Node) recheckLeaving(ms []serf.Member) {
+	for i := range ms {
+		if m, ok := n.members[ms[i].Name]; ok && m.Status == StatusLeaving {
+			n.apply(&ms[i])
 		}
 	}
 }
@@ -577,7 +631,10 @@ func (n *Node) handle(e serf.Event) {
 				continue
 			}
 			if e.Type == serf.EventMemberReap {
-				if _, ok := n.members[sm.Name]; ok {
+				if old, ok := n.members[sm.Name]; ok {
+					if old.Status == StatusLeaving {
+						n.leaving--
+					}
 					delete(n.members, sm.Name)
 					if i, found := slices.BinarySearch(n.names, sm.Name); found {
 						n.names = slices.Delete(n.names, i, i+1)
@@ -586,23 +643,38 @@ func (n *Node) handle(e serf.Event) {
 				}
 				continue
 			}
-			if m, ok := memberFromSerf(sm); ok && m.Domain == n.cfg.Domain {
-				old, ok := n.members[sm.Name]
-				if !ok {
-					i, _ := slices.BinarySearch(n.names, sm.Name)
-					n.names = slices.Insert(n.names, i, sm.Name)
-				}
-				if !ok || !old.equal(&m) {
-					n.members[sm.Name] = &m
-					n.dirty = true
-				}
-			}
+			n.apply(sm)
 		}
 	case serf.UserEvent:
 		n.msgs.deliver(e)
 	case *serf.Query:
 		n.answer(e)
 	}
+}
+
+// apply stores serf's member sm in the view's members, if it is of this
+// domain and anything changed.
+func (n *Node) apply(sm *serf.Member) {
+	m, ok := memberFromSerf(sm)
+	if !ok || m.Domain != n.cfg.Domain {
+		return
+	}
+	old, known := n.members[sm.Name]
+	if !known {
+		i, _ := slices.BinarySearch(n.names, sm.Name)
+		n.names = slices.Insert(n.names, i, sm.Name)
+	}
+	if known && old.equal(&m) {
+		return
+	}
+	if known && old.Status == StatusLeaving {
+		n.leaving--
+	}
+	if m.Status == StatusLeaving {
+		n.leaving++
+	}
+	n.members[sm.Name] = &m
+	n.dirty = true
 }
 
 func (n *Node) selfLocked() Member {
@@ -866,6 +938,11 @@ func (d *domainFilter) NotifyMerge(peers []*memberlist.Node) error {
 	for _, p := range peers {
 		if err := d.check(p); err != nil {
 			return err
+		}
+	}
+	for _, p := range peers {
+		if p.Name == d.n.cfg.NodeName && p.State != memberlist.StateAlive {
+			d.n.rejoined.Store(true)
 		}
 	}
 	return nil

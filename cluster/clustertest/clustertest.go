@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"maps"
 	"slices"
@@ -190,7 +189,7 @@ func New(t testing.TB, opts Options) *Cluster {
 		c.opts.Domain = "clustertest"
 	}
 	if c.opts.Logger == nil {
-		c.opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+		c.opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	if c.opts.Seed == 0 {
 		c.opts.Seed = 1

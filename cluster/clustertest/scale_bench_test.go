@@ -51,17 +51,23 @@ import (
 // Every iteration runs, with the same timing profile, raw serf on
 // loopback UDP (serf.Create and Join) carrying the same tags as the SDK's
 // nodes (rawserf, the baseline: both gossip the same bytes) and carrying
-// none (rawserf-bare), the SDK on loopback UDP, and the SDK on the
-// in-memory network, starting with a different one each iteration (so
-// none always runs first, or always last, on a machine left busy by the
-// previous one). It reports each one's figures and the ratios
-// loopback/rawserf (goal: within 5 %), loopback/rawserf-bare (what the
-// SDK's tags cost on top) and loopback/memnet (goal: memnet at least 2x
-// faster). A variant that does not converge within its timeout is logged
-// with how far it got and its metrics are left out.
+// none (rawserf-bare), the SDK on loopback UDP, the SDK on the in-memory
+// network in real time (memnet), and the SDK on the in-memory network
+// inside a synctest bubble (memnet-synctest, see runInBubble), starting
+// with a different one each iteration (so none always runs first, or
+// always last, on a machine left busy by the previous one). It reports
+// each one's figures and the ratios loopback/rawserf (goal: within 5 %),
+// loopback/rawserf-bare (what the SDK's tags cost on top),
+// loopback/memnet and loopback/memnet-synctest (goal: the in-memory
+// network at least 2x faster). All times are wall-clock times; the table
+// also gives the protocol's own times (virtual conv/crash: the bubble's
+// virtual clock, the wall clock elsewhere). A variant that does not
+// converge within its timeout is logged with how far it got and its
+// metrics are left out.
 //
 // CARBON_SCALE_VARIANTS=memnet,loopback (for example) runs only the named
-// variants, for profiling one.
+// variants, and CARBON_SCALE_NOCRASH=1 stops each after convergence, for
+// profiling.
 //
 // A run is long (200 nodes on LAN timings take minutes on two cores), so
 // run it once per count:
@@ -89,6 +95,7 @@ func benchScale(b *testing.B, prof cluster.Profile, n int) {
 		{"rawserf-bare", func() scaleResult { return runRawSerf(b, prof, n, nil) }},
 		{"loopback", func() scaleResult { return runSDK(b, clustertest.Loopback, prof, n) }},
 		{"memnet", func() scaleResult { return runSDK(b, clustertest.InMemory, prof, n) }},
+		{"memnet-synctest", func() scaleResult { return runInBubble(b, prof, n) }},
 	}
 	if only := os.Getenv("CARBON_SCALE_VARIANTS"); only != "" {
 		// For profiling one variant: a comma-separated list of names.
@@ -112,7 +119,7 @@ func benchScale(b *testing.B, prof cluster.Profile, n int) {
 	}
 	b.StopTimer()
 	settle() // the last variant's memberlist timers must not trip TestMain's leak check
-	table := fmt.Sprintf("\n%-13s %6s %10s %12s %12s %14s %s", "network", "nodes", "joined ms", "converge ms", "crash ms", "heap B/node", "note")
+	table := fmt.Sprintf("\n%-15s %6s %10s %12s %12s %14s %20s %s", "network", "nodes", "joined ms", "converge ms", "crash ms", "heap B/node", "virtual conv/crash", "note")
 	for _, v := range variants {
 		r := res[v.name]
 		if r.note == "" {
@@ -121,7 +128,8 @@ func benchScale(b *testing.B, prof cluster.Profile, n int) {
 			b.ReportMetric(ms(r.crash), v.name+"-ms/crash")
 			b.ReportMetric(r.heapPerNode, v.name+"-heap-B/node")
 		}
-		table += fmt.Sprintf("\n%-13s %6d %10.0f %12.0f %12.0f %14.0f %s", v.name, n, ms(r.joined), ms(r.converge), ms(r.crash), r.heapPerNode, r.note)
+		table += fmt.Sprintf("\n%-15s %6d %10.0f %12.0f %12.0f %14.0f %20s %s", v.name, n, ms(r.joined), ms(r.converge), ms(r.crash), r.heapPerNode,
+			fmt.Sprintf("%.0f/%.0f", ms(r.virtualConverge), ms(r.virtualCrash)), r.note)
 	}
 	done := func(names ...string) bool {
 		for _, name := range names {
@@ -142,6 +150,10 @@ func benchScale(b *testing.B, prof cluster.Profile, n int) {
 	if done("loopback", "memnet") {
 		b.ReportMetric(ratio(sdk.converge, mem.converge), "loopback/memnet-converge")
 	}
+	if done("loopback", "memnet-synctest") {
+		b.ReportMetric(ratio(sdk.converge, res["memnet-synctest"].converge), "loopback/memnet-synctest-converge")
+		b.ReportMetric(ratio(sdk.crash, res["memnet-synctest"].crash), "loopback/memnet-synctest-crash")
+	}
 	b.ReportMetric(0, "ns/op") // wall time per op says nothing here
 	b.Log(table)
 }
@@ -151,6 +163,9 @@ type scaleResult struct {
 	converge, crash time.Duration
 	heapPerNode     float64
 	note            string // why the figures are missing, if they are
+	// The protocol's own time for converge and crash: the same as those
+	// outside a synctest bubble, the bubble's virtual time inside one.
+	virtualConverge, virtualCrash time.Duration
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
@@ -261,11 +276,11 @@ func progress(n int, alive []int) string {
 	return fmt.Sprintf("not converged after the timeout: %d of %d views complete, the poorest sees %d alive", full, n, fewest)
 }
 
-func runSDK(b *testing.B, nw clustertest.Network, prof cluster.Profile, n int) scaleResult {
-	b.Helper()
+func runSDK(tb testing.TB, nw clustertest.Network, prof cluster.Profile, n int) scaleResult {
+	tb.Helper()
 	before := liveHeap()
-	start := time.Now()
-	c := clustertest.New(b, clustertest.Options{
+	start := startWatch()
+	c := clustertest.New(tb, clustertest.Options{
 		Network:     nw,
 		NoLeakCheck: true, // TestMain checks at the end
 		Timeout:     scaleTimeout(n),
@@ -292,9 +307,9 @@ func runSDK(b *testing.B, nw clustertest.Network, prof cluster.Profile, n int) s
 		return nd.Self().Addr, nil
 	})
 	if err != nil {
-		b.Fatalf("%d %s nodes: %v", n, nw, err)
+		tb.Fatalf("%d %s nodes: %v", n, nw, err)
 	}
-	joined := time.Since(start)
+	joined, _ := start.elapsed()
 	nodes := c.Nodes()
 	// Count without copying: View().Members() would copy n members per
 	// node on every poll.
@@ -311,12 +326,16 @@ func runSDK(b *testing.B, nw clustertest.Network, prof cluster.Profile, n int) s
 		}
 		return a
 	}); r.note != "" {
-		b.Logf("%d %s nodes: %s", n, nw, r.note)
+		tb.Logf("%d %s nodes: %s", n, nw, r.note)
 		return r
 	}
-	r.joined, r.converge = joined, time.Since(start)
+	r.joined = joined
+	r.converge, r.virtualConverge = start.elapsed()
 	r.heapPerNode = float64(int64(liveHeap())-int64(before)) / float64(n)
 
+	if os.Getenv("CARBON_SCALE_NOCRASH") != "" {
+		return r
+	}
 	victim := names[n-1]
 	var others []*cluster.Node // c.Nodes is in join order, not name order
 	for _, nd := range nodes {
@@ -324,7 +343,7 @@ func runSDK(b *testing.B, nw clustertest.Network, prof cluster.Profile, n int) s
 			others = append(others, nd)
 		}
 	}
-	start = time.Now()
+	start = startWatch()
 	c.Crash(victim)
 	if err := poll(scaleTimeout(n), func() bool {
 		for _, nd := range others {
@@ -335,10 +354,10 @@ func runSDK(b *testing.B, nw clustertest.Network, prof cluster.Profile, n int) s
 		return true
 	}); err != nil {
 		r.note = "crash not seen by all after the timeout"
-		b.Logf("%d %s nodes: %s", n, nw, r.note)
+		tb.Logf("%d %s nodes: %s", n, nw, r.note)
 		return r
 	}
-	r.crash = time.Since(start)
+	r.crash, r.virtualCrash = start.elapsed()
 	return r
 }
 
@@ -459,6 +478,7 @@ func runRawSerf(b *testing.B, prof cluster.Profile, n int, tags map[string]strin
 		return res
 	}
 	res.joined, res.converge = joined, time.Since(start)
+	res.virtualConverge = res.converge
 	res.heapPerNode = float64(int64(liveHeap())-int64(before)) / float64(n)
 
 	victim := nodes[n-1]
@@ -481,5 +501,6 @@ func runRawSerf(b *testing.B, prof cluster.Profile, n int, tags map[string]strin
 		return res
 	}
 	res.crash = time.Since(start)
+	res.virtualCrash = res.crash
 	return res
 }

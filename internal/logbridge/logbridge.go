@@ -3,13 +3,22 @@ package logbridge
 import (
 	"bytes"
 	"context"
+	"io"
 	"log"
 	"log/slog"
 )
 
 // New returns a *log.Logger whose lines go to l at their own level, with
-// the attribute component set to comp.
+// the attribute component set to comp. When l takes no record at all (not
+// even at error level, as slog.DiscardHandler), the logger writes to
+// io.Discard, which log.Logger recognises: its Printf then returns without
+// formatting. serf and memberlist log a debug line for every message they
+// gossip, and formatting them for nothing cost 4 % of the CPU of 200 nodes
+// converging.
 func New(l *slog.Logger, comp string) *log.Logger {
+	if !l.Enabled(context.Background(), slog.LevelError) {
+		return log.New(io.Discard, "", 0)
+	}
 	return log.New(&writer{l: l.With("component", comp)}, "", 0)
 }
 

@@ -2,6 +2,7 @@ package logbridge
 
 import (
 	"bytes"
+	"io"
 	"log/slog"
 	"strings"
 	"testing"
@@ -19,5 +20,18 @@ func TestLevels(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+func TestDiscardsWhenNothingIsEnabled(t *testing.T) {
+	lg := New(slog.New(slog.DiscardHandler), "serf")
+	if lg.Writer() != io.Discard {
+		t.Fatalf("writer is %T, want io.Discard so that Printf skips formatting", lg.Writer())
+	}
+	var buf bytes.Buffer
+	lg = New(slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelError})), "serf")
+	lg.Printf("[ERR] serf: something failed")
+	if !strings.Contains(buf.String(), "something failed") {
+		t.Fatalf("an error-level logger lost an error line: %q", buf.String())
 	}
 }
