@@ -17,9 +17,12 @@
 // About a gossip interval after its join, and four more times further
 // apart (the last 5 to 10 s after the join on LAN timings), a node
 // exchanges its whole member list with a random member (a memberlist
-// push/pull) and announces its join again (a serf join intent, so that a
+// push/pull). A node the domain knew as left or dead (a restart) also
+// announces its join again each time (a serf join intent), so that a
 // member still holding an older "left" for it after a quick restart does
-// not mark it leaving). When many nodes start at once, each learns from its seeds
+// not keep it leaving; views re-read serf's status of a member they show
+// leaving every probe interval, as serf sends no event when such a member
+// turns alive again. When many nodes start at once, each learns from its seeds
 // only the members that joined before it, and an alive message that runs
 // out of retransmissions leaves a member unknown to some nodes until the
 // periodic push/pull, 30 s to minutes away on LAN timings; these

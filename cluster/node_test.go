@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/serf/serf"
+
 	"github.com/carbonkit/carbon/role"
 )
 
@@ -103,4 +105,36 @@ func TestRTT(t *testing.T) {
 	if _, ok := a.RTT("nobody"); ok {
 		t.Fatal("RTT for an unknown member")
 	}
+}
+
+// Invariant: a member a view shows leaving is re-read from serf until it
+// is not. serf turns a member it marked leaving back to alive without an
+// event (a join intent newer than the leave, as after a quick restart);
+// a view that only followed events would show it leaving until its next
+// update. Here serf's update event for b arrives saying leaving, as it
+// does when a state exchange marked b leaving just before b's tags
+// changed, while serf's own status for b is alive.
+func TestViewRereadsMemberShownLeaving(t *testing.T) {
+	acfg := local("reread", role.Worker)
+	acfg.NodeName, acfg.Profile = "a", ProfileLAN // re-read every second: time to see it leaving
+	a := start(t, acfg)
+	bcfg := local("reread", role.Worker)
+	bcfg.NodeName, bcfg.Seeds = "b", []string{addrOf(a)}
+	start(t, bcfg)
+	status := func() Status {
+		m, _ := a.View().Member("b")
+		return m.Status
+	}
+	waitFor(t, 10*time.Second, "a to see b alive", func() bool { return status() == StatusAlive })
+
+	var sm serf.Member
+	for _, m := range a.serf.Members() {
+		if m.Name == "b" {
+			sm = m
+		}
+	}
+	sm.Status = serf.StatusLeaving
+	a.events <- serf.MemberEvent{Type: serf.EventMemberUpdate, Members: []serf.Member{sm}}
+	waitFor(t, 5*time.Second, "a's view to show b leaving after the event", func() bool { return status() == StatusLeaving })
+	waitFor(t, 10*time.Second, "a's view to show b alive again, as serf has it", func() bool { return status() == StatusAlive })
 }

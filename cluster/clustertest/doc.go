@@ -44,6 +44,33 @@
 // production: by failed probes. [Cluster.Restart] starts a new node with
 // the same name and address, which its peers take back at once.
 //
+// # Virtual time
+//
+// A cluster on [InMemory] runs inside a [testing/synctest] bubble: create
+// it inside synctest.Test and every timer of memberlist, serf and package
+// cluster runs on the bubble's virtual clock, which jumps ahead whenever
+// every node is waiting. A test then takes the CPU its gossip needs
+// rather than the protocol's timeouts, so it can use production's
+// [cluster.ProfileLAN] timings (a probe a second, failures seen in
+// seconds) and still finish in a fraction of a second of real time, and a
+// busy machine cannot make probes time out: time does not move while
+// anything runs.
+//
+//	synctest.Test(t, func(t *testing.T) {
+//		c := clustertest.Start(t, clustertest.Options{Config: func(cfg *cluster.Config) {
+//			cfg.Profile = cluster.ProfileLAN
+//		}}, append(clustertest.Managers(1), clustertest.Workers(3)...)...)
+//		c.Crash("worker-3")
+//		c.Eventually("worker-3 failed", time.Minute, func() bool {
+//			return c.Sees(nil, cluster.StatusFailed, "worker-3")
+//		})
+//	})
+//
+// Timeouts given to Eventually and WaitFor are then virtual too. Loopback
+// cannot run in a bubble: a goroutine waiting on a socket is not waiting
+// on the bubble, so its clock would never move. synctest.Test also fails
+// the test if any goroutine of the cluster outlives it.
+//
 // # Waiting
 //
 // Nothing in this package sleeps for a fixed time. [Cluster.WaitFor] polls a
