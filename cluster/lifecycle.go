@@ -21,7 +21,7 @@ func (n *Node) answer(q *serf.Query) {
 	switch q.Name {
 	case querySeen:
 		st := byte(255)
-		n.recompute()
+		n.recompute(false) // mid-drain: keep or withdraw a claim, never make one
 		if m, ok := n.View().Member(string(q.Payload)); ok {
 			st = byte(m.State)
 		}

@@ -585,7 +585,13 @@ func (n *Node) loop() {
 		}
 		// Take every event already queued before deciding anything: a
 		// kick right after a join must not run the election on a view
-		// that lacks the members the join just brought.
+		// that lacks the members the join just brought. Whether this node
+		// may claim is read before the drain: a join marks the node joined
+		// only after serf has queued every event of the join, so the drain
+		// then takes them all. Read after it, a join completing in
+		// between let a new manager claim on a view without the active
+		// one (TestActiveIsSticky failed that way, 1 run in 30).
+		mayClaim := n.mayClaimNow()
 	drain:
 		for range 1024 {
 			select {
@@ -598,7 +604,7 @@ func (n *Node) loop() {
 		if n.leaving > 0 && recheckC == nil && !rechecking {
 			recheckC = time.After(n.recheckEvery)
 		}
-		wait := n.recompute()
+		wait := n.recompute(mayClaim)
 		if wait > 0 && timerC == nil {
 			timer = time.NewTimer(wait)
 			timerC = timer.C
@@ -695,10 +701,10 @@ func (n *Node) selfLocked() Member {
 }
 
 // recompute builds and publishes a new view if anything changed, and runs
-// this node's part of the election. It returns how long to wait before the
-// election must be looked at again (0: no need).
-func (n *Node) recompute() time.Duration {
-	mayClaim := n.mayClaimNow()
+// this node's part of the election; it claims only if mayClaim (see loop).
+// It returns how long to wait before the election must be looked at again
+// (0: no need).
+func (n *Node) recompute(mayClaim bool) time.Duration {
 	n.mu.Lock()
 	if n.closed {
 		n.mu.Unlock()
