@@ -590,7 +590,7 @@ func (n *Node) loop() {
 		// only after serf has queued every event of the join, so the drain
 		// then takes them all. Read after it, a join completing in
 		// between let a new manager claim on a view without the active
-		// one (TestActiveIsSticky failed that way, 1 run in 30).
+		// one (TestActiveIsSticky failed that way once, under load).
 		mayClaim := n.mayClaimNow()
 	drain:
 		for range 1024 {

@@ -65,13 +65,13 @@
 //		})
 //	})
 //
-// In BenchmarkScale (LAN timings, two cores), 10 nodes converge in 17 ms
-// of real time in a bubble against 213 ms on sockets and see a crash in
-// 25 ms against 7 s; 50 nodes in 189 ms against 620 ms. At 100 and 200
-// nodes the CPU binds both (about 1.4 CPU-seconds to converge 100 nodes),
-// and a bubble only shortens crash detection (1.3 s against 9.5 s at
-// 100). Out of a bubble the in-memory network runs on the same timers as
-// sockets and converges about as fast.
+// In BenchmarkScale (LAN timings, two cores), 10 nodes converge in 14 ms
+// of real time in a bubble against 217 ms on sockets and see a crash in
+// 20 ms against 6 s; 50 nodes converge in 208 ms against 614 ms. At 100
+// and 200 nodes the CPU binds both (about 1.4 CPU-seconds to converge 100
+// nodes): 842 ms against 1.01 s, and a bubble mostly shortens crash
+// detection (1.4 s against 10 s at 100). Out of a bubble the in-memory
+// network runs on the same timers as sockets and converges about as fast.
 //
 // Timeouts given to Eventually and WaitFor are then virtual too. Loopback
 // cannot run in a bubble: a goroutine waiting on a socket is not waiting
