@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/hashicorp/serf/serf"
 
+	"github.com/carbonkit/carbon/internal/tags"
 	"github.com/carbonkit/carbon/role"
 )
 
@@ -115,26 +117,36 @@ func TestRTT(t *testing.T) {
 // does when a state exchange marked b leaving just before b's tags
 // changed, while serf's own status for b is alive.
 func TestViewRereadsMemberShownLeaving(t *testing.T) {
-	acfg := local("reread", role.Worker)
-	acfg.NodeName, acfg.Profile = "a", ProfileLAN // re-read every second: time to see it leaving
-	a := start(t, acfg)
-	bcfg := local("reread", role.Worker)
-	bcfg.NodeName, bcfg.Seeds = "b", []string{addrOf(a)}
-	start(t, bcfg)
-	status := func() Status {
-		m, _ := a.View().Member("b")
-		return m.Status
-	}
-	waitFor(t, 10*time.Second, "a to see b alive", func() bool { return status() == StatusAlive })
-
-	var sm serf.Member
-	for _, m := range a.serf.Members() {
-		if m.Name == "b" {
-			sm = m
+	// In a synctest bubble on the in-memory network, so that no probe
+	// timing out on a busy machine changes b's status meanwhile.
+	synctest.Test(t, func(t *testing.T) {
+		f := newBubbleFleet(t)
+		lan := func(c *Config) { c.Profile = ProfileLAN } // re-read every second
+		a := f.add("a", role.Worker, lan)
+		f.add("b", role.Worker, lan)
+		status := func() Status {
+			m, _ := a.View().Member("b")
+			return m.Status
 		}
-	}
-	sm.Status = serf.StatusLeaving
-	a.events <- serf.MemberEvent{Type: serf.EventMemberUpdate, Members: []serf.Member{sm}}
-	waitFor(t, 5*time.Second, "a's view to show b leaving after the event", func() bool { return status() == StatusLeaving })
-	waitFor(t, 10*time.Second, "a's view to show b alive again, as serf has it", func() bool { return status() == StatusAlive })
+		// Settled first: b's own update from starting to serving must not
+		// land after the event below and hide it.
+		waitFor(t, 10*time.Second, "a to see b alive and serving", func() bool {
+			m, ok := a.View().Member("b")
+			return ok && m.Status == StatusAlive && m.State == Serving
+		})
+
+		var sm serf.Member
+		for _, m := range a.serf.Members() {
+			if m.Name == "b" {
+				sm = m
+			}
+		}
+		if sm.Name != "b" || sm.Tags[tags.KeyState] != tags.StateServing {
+			t.Fatalf("serf's member b on a: %+v, want b serving", sm)
+		}
+		sm.Status = serf.StatusLeaving
+		a.events <- serf.MemberEvent{Type: serf.EventMemberUpdate, Members: []serf.Member{sm}}
+		waitFor(t, 5*time.Second, "a's view to show b leaving after the event", func() bool { return status() == StatusLeaving })
+		waitFor(t, 10*time.Second, "a's view to show b alive again, as serf has it", func() bool { return status() == StatusAlive })
+	})
 }
