@@ -940,13 +940,13 @@ func (n *Node) Close() error {
 type domainFilter struct{ n *Node }
 
 // NotifyMerge implements memberlist.MergeDelegate: a join's remote state.
+// It also notes whether the state lists this node as left or dead (see
+// Node.rejoined).
 func (d *domainFilter) NotifyMerge(peers []*memberlist.Node) error {
 	for _, p := range peers {
 		if err := d.check(p); err != nil {
 			return err
 		}
-	}
-	for _, p := range peers {
 		if p.Name == d.n.cfg.NodeName && p.State != memberlist.StateAlive {
 			d.n.rejoined.Store(true)
 		}
