@@ -122,18 +122,18 @@ func benchScale(b *testing.B, prof cluster.Profile, n int) {
 	table := fmt.Sprintf("\n%-15s %6s %10s %12s %12s %14s %20s %s", "network", "nodes", "joined ms", "converge ms", "crash ms", "heap B/node", "virtual conv/crash", "note")
 	for _, v := range variants {
 		r := res[v.name]
-		if r.note == "" {
-			b.ReportMetric(ms(r.joined), v.name+"-ms/joined")
-			b.ReportMetric(ms(r.converge), v.name+"-ms/converge")
-			b.ReportMetric(ms(r.crash), v.name+"-ms/crash")
-			b.ReportMetric(r.heapPerNode, v.name+"-heap-B/node")
+		if r.Note == "" {
+			b.ReportMetric(ms(r.Joined), v.name+"-ms/joined")
+			b.ReportMetric(ms(r.Converge), v.name+"-ms/converge")
+			b.ReportMetric(ms(r.Crash), v.name+"-ms/crash")
+			b.ReportMetric(r.HeapPerNode, v.name+"-heap-B/node")
 		}
-		table += fmt.Sprintf("\n%-15s %6d %10.0f %12.0f %12.0f %14.0f %20s %s", v.name, n, ms(r.joined), ms(r.converge), ms(r.crash), r.heapPerNode,
-			fmt.Sprintf("%.0f/%.0f", ms(r.virtualConverge), ms(r.virtualCrash)), r.note)
+		table += fmt.Sprintf("\n%-15s %6d %10.0f %12.0f %12.0f %14.0f %20s %s", v.name, n, ms(r.Joined), ms(r.Converge), ms(r.Crash), r.HeapPerNode,
+			fmt.Sprintf("%.0f/%.0f", ms(r.VirtualConverge), ms(r.VirtualCrash)), r.Note)
 	}
 	done := func(names ...string) bool {
 		for _, name := range names {
-			if r, ok := res[name]; !ok || r.note != "" {
+			if r, ok := res[name]; !ok || r.Note != "" {
 				return false
 			}
 		}
@@ -141,31 +141,31 @@ func benchScale(b *testing.B, prof cluster.Profile, n int) {
 	}
 	raw, bare, sdk, mem := res["rawserf"], res["rawserf-bare"], res["loopback"], res["memnet"]
 	if done("rawserf", "loopback") {
-		b.ReportMetric(ratio(sdk.converge, raw.converge), "loopback/rawserf-converge")
-		b.ReportMetric(ratio(sdk.crash, raw.crash), "loopback/rawserf-crash")
+		b.ReportMetric(ratio(sdk.Converge, raw.Converge), "loopback/rawserf-converge")
+		b.ReportMetric(ratio(sdk.Crash, raw.Crash), "loopback/rawserf-crash")
 	}
 	if done("rawserf-bare", "loopback") {
-		b.ReportMetric(ratio(sdk.converge, bare.converge), "loopback/rawserf-bare-converge")
+		b.ReportMetric(ratio(sdk.Converge, bare.Converge), "loopback/rawserf-bare-converge")
 	}
 	if done("loopback", "memnet") {
-		b.ReportMetric(ratio(sdk.converge, mem.converge), "loopback/memnet-converge")
+		b.ReportMetric(ratio(sdk.Converge, mem.Converge), "loopback/memnet-converge")
 	}
 	if done("loopback", "memnet-synctest") {
-		b.ReportMetric(ratio(sdk.converge, res["memnet-synctest"].converge), "loopback/memnet-synctest-converge")
-		b.ReportMetric(ratio(sdk.crash, res["memnet-synctest"].crash), "loopback/memnet-synctest-crash")
+		b.ReportMetric(ratio(sdk.Converge, res["memnet-synctest"].Converge), "loopback/memnet-synctest-converge")
+		b.ReportMetric(ratio(sdk.Crash, res["memnet-synctest"].Crash), "loopback/memnet-synctest-crash")
 	}
 	b.ReportMetric(0, "ns/op") // wall time per op says nothing here
 	b.Log(table)
 }
 
 type scaleResult struct {
-	joined          time.Duration // until every Join returned
-	converge, crash time.Duration
-	heapPerNode     float64
-	note            string // why the figures are missing, if they are
+	Joined          time.Duration // until every Join returned
+	Converge, Crash time.Duration
+	HeapPerNode     float64
+	Note            string // why the figures are missing, if they are
 	// The protocol's own time for converge and crash: the same as those
 	// outside a synctest bubble, the bubble's virtual time inside one.
-	virtualConverge, virtualCrash time.Duration
+	VirtualConverge, VirtualCrash time.Duration
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
@@ -314,7 +314,7 @@ func runSDK(tb testing.TB, nw clustertest.Network, prof cluster.Profile, n int) 
 	// Count without copying: View().Members() would copy n members per
 	// node on every poll.
 	var r scaleResult
-	if r.note = awaitAll(n, func(i int) int {
+	if r.Note = awaitAll(n, func(i int) int {
 		v := nodes[i].View()
 		a := 0
 		if v.Len() >= n {
@@ -325,13 +325,13 @@ func runSDK(tb testing.TB, nw clustertest.Network, prof cluster.Profile, n int) 
 			}
 		}
 		return a
-	}); r.note != "" {
-		tb.Logf("%d %s nodes: %s", n, nw, r.note)
+	}); r.Note != "" {
+		tb.Logf("%d %s nodes: %s", n, nw, r.Note)
 		return r
 	}
-	r.joined = joined
-	r.converge, r.virtualConverge = start.elapsed()
-	r.heapPerNode = float64(int64(liveHeap())-int64(before)) / float64(n)
+	r.Joined = joined
+	r.Converge, r.VirtualConverge = start.elapsed()
+	r.HeapPerNode = float64(int64(liveHeap())-int64(before)) / float64(n)
 
 	if os.Getenv("CARBON_SCALE_NOCRASH") != "" {
 		return r
@@ -353,11 +353,11 @@ func runSDK(tb testing.TB, nw clustertest.Network, prof cluster.Profile, n int) 
 		}
 		return true
 	}); err != nil {
-		r.note = "crash not seen by all after the timeout"
-		tb.Logf("%d %s nodes: %s", n, nw, r.note)
+		r.Note = "crash not seen by all after the timeout"
+		tb.Logf("%d %s nodes: %s", n, nw, r.Note)
 		return r
 	}
-	r.crash, r.virtualCrash = start.elapsed()
+	r.Crash, r.VirtualCrash = start.elapsed()
 	return r
 }
 
@@ -463,7 +463,7 @@ func runRawSerf(b *testing.B, prof cluster.Profile, n int, tags map[string]strin
 	}
 	joined := time.Since(start)
 	var res scaleResult
-	if res.note = awaitAll(n, func(i int) int {
+	if res.Note = awaitAll(n, func(i int) int {
 		// Members is serf's only view and copies; the poll stops at the
 		// first incomplete view, so few are copied until the end.
 		a := 0
@@ -473,13 +473,13 @@ func runRawSerf(b *testing.B, prof cluster.Profile, n int, tags map[string]strin
 			}
 		}
 		return a
-	}); res.note != "" {
-		b.Logf("%d raw serf nodes: %s", n, res.note)
+	}); res.Note != "" {
+		b.Logf("%d raw serf nodes: %s", n, res.Note)
 		return res
 	}
-	res.joined, res.converge = joined, time.Since(start)
-	res.virtualConverge = res.converge
-	res.heapPerNode = float64(int64(liveHeap())-int64(before)) / float64(n)
+	res.Joined, res.Converge = joined, time.Since(start)
+	res.VirtualConverge = res.Converge
+	res.HeapPerNode = float64(int64(liveHeap())-int64(before)) / float64(n)
 
 	victim := nodes[n-1]
 	name := victim.s.LocalMember().Name
@@ -496,11 +496,11 @@ func runRawSerf(b *testing.B, prof cluster.Profile, n int, tags map[string]strin
 		}
 		return true
 	}); err != nil {
-		res.note = "crash not seen by all after the timeout"
-		b.Logf("%d raw serf nodes: %s", n, res.note)
+		res.Note = "crash not seen by all after the timeout"
+		b.Logf("%d raw serf nodes: %s", n, res.Note)
 		return res
 	}
-	res.crash = time.Since(start)
-	res.virtualCrash = res.crash
+	res.Crash = time.Since(start)
+	res.VirtualCrash = res.Crash
 	return res
 }

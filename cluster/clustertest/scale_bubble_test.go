@@ -45,13 +45,6 @@ const bubbleEnv = "CARBON_SCALE_IN_BUBBLE"
 // bubbleLine starts the line where TestScaleInBubble prints its result.
 const bubbleLine = "carbon-scale-in-bubble: "
 
-// bubbleResult is scaleResult as TestScaleInBubble prints it (JSON).
-type bubbleResult struct {
-	Joined, Converge, Crash, VirtualConverge, VirtualCrash time.Duration
-	HeapPerNode                                            float64
-	Note                                                   string
-}
-
 // runInBubble runs the SDK on the in-memory network inside a synctest
 // bubble, as a test of one's own can (see the package doc): time there is
 // virtual and jumps whenever every node waits on a timer, so that the
@@ -70,21 +63,17 @@ func runInBubble(b *testing.B, prof cluster.Profile, n int) scaleResult {
 		if !ok {
 			continue
 		}
-		var r bubbleResult
+		var r scaleResult
 		if err := json.Unmarshal([]byte(js), &r); err != nil {
-			return scaleResult{note: fmt.Sprintf("synctest run: %v in %q", err, js)}
+			return scaleResult{Note: fmt.Sprintf("synctest run: %v in %q", err, js)}
 		}
-		return scaleResult{
-			joined: r.Joined, converge: r.Converge, crash: r.Crash,
-			virtualConverge: r.VirtualConverge, virtualCrash: r.VirtualCrash,
-			heapPerNode: r.HeapPerNode, note: r.Note,
-		}
+		return r
 	}
 	out = bytes.TrimSpace(out)
 	if len(out) > 2000 {
 		out = out[len(out)-2000:]
 	}
-	return scaleResult{note: fmt.Sprintf("synctest run printed no result (%v): %s", err, out)}
+	return scaleResult{Note: fmt.Sprintf("synctest run printed no result (%v): %s", err, out)}
 }
 
 // TestScaleInBubble is BenchmarkScale's memnet-synctest variant, run in a
@@ -104,12 +93,7 @@ func TestScaleInBubble(t *testing.T) {
 		t.Fatalf("%s=%q: want two integers", bubbleEnv, spec)
 	}
 	synctest.Test(t, func(t *testing.T) {
-		r := runSDK(t, clustertest.InMemory, cluster.Profile(prof), n)
-		js, err := json.Marshal(bubbleResult{
-			Joined: r.joined, Converge: r.converge, Crash: r.crash,
-			VirtualConverge: r.virtualConverge, VirtualCrash: r.virtualCrash,
-			HeapPerNode: r.heapPerNode, Note: r.note,
-		})
+		js, err := json.Marshal(runSDK(t, clustertest.InMemory, cluster.Profile(prof), n))
 		if err != nil {
 			t.Fatal(err)
 		}
