@@ -30,8 +30,10 @@ import (
 // nodes take to all see each other alive (ms/converge) and how long all
 // the others take to see a crashed node failed (ms/crash), with the heap
 // each node costs (heap-B/node: live heap after GC once converged, divided
-// by the nodes). ms/joined is when every Join had returned: the rest of
-// ms/converge is gossip.
+// by the nodes) and the CPU time the process spent converging
+// (cpu-ms/converge, all threads: on two cores no run converges in less
+// wall time than half of it). ms/joined is when every Join had returned:
+// the rest of ms/converge is gossip.
 //
 // Every variant starts the same way, as a deployment does: three seed
 // nodes one after the other (the second joins the first, the third the
@@ -119,16 +121,17 @@ func benchScale(b *testing.B, prof cluster.Profile, n int) {
 	}
 	b.StopTimer()
 	settle() // the last variant's memberlist timers must not trip TestMain's leak check
-	table := fmt.Sprintf("\n%-15s %6s %10s %12s %12s %14s %20s %s", "network", "nodes", "joined ms", "converge ms", "crash ms", "heap B/node", "virtual conv/crash", "note")
+	table := fmt.Sprintf("\n%-15s %6s %10s %12s %16s %12s %14s %20s %s", "network", "nodes", "joined ms", "converge ms", "cpu ms converge", "crash ms", "heap B/node", "virtual conv/crash", "note")
 	for _, v := range variants {
 		r := res[v.name]
 		if r.Note == "" {
 			b.ReportMetric(ms(r.Joined), v.name+"-ms/joined")
 			b.ReportMetric(ms(r.Converge), v.name+"-ms/converge")
+			b.ReportMetric(ms(r.CPUConverge), v.name+"-cpu-ms/converge")
 			b.ReportMetric(ms(r.Crash), v.name+"-ms/crash")
 			b.ReportMetric(r.HeapPerNode, v.name+"-heap-B/node")
 		}
-		table += fmt.Sprintf("\n%-15s %6d %10.0f %12.0f %12.0f %14.0f %20s %s", v.name, n, ms(r.Joined), ms(r.Converge), ms(r.Crash), r.HeapPerNode,
+		table += fmt.Sprintf("\n%-15s %6d %10.0f %12.0f %16.0f %12.0f %14.0f %20s %s", v.name, n, ms(r.Joined), ms(r.Converge), ms(r.CPUConverge), ms(r.Crash), r.HeapPerNode,
 			fmt.Sprintf("%.0f/%.0f", ms(r.VirtualConverge), ms(r.VirtualCrash)), r.Note)
 	}
 	done := func(names ...string) bool {
@@ -153,6 +156,7 @@ func benchScale(b *testing.B, prof cluster.Profile, n int) {
 	if done("loopback", "memnet-synctest") {
 		b.ReportMetric(ratio(sdk.Converge, res["memnet-synctest"].Converge), "loopback/memnet-synctest-converge")
 		b.ReportMetric(ratio(sdk.Crash, res["memnet-synctest"].Crash), "loopback/memnet-synctest-crash")
+		b.ReportMetric(ratio(sdk.CPUConverge, res["memnet-synctest"].CPUConverge), "loopback/memnet-synctest-cpu")
 	}
 	b.ReportMetric(0, "ns/op") // wall time per op says nothing here
 	b.Log(table)
@@ -166,6 +170,10 @@ type scaleResult struct {
 	// The protocol's own time for converge and crash: the same as those
 	// outside a synctest bubble, the bubble's virtual time inside one.
 	VirtualConverge, VirtualCrash time.Duration
+	// CPUConverge is the CPU time (all threads) the process spent until
+	// convergence: on two cores a run cannot converge in less wall time
+	// than half of it.
+	CPUConverge time.Duration
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
@@ -309,7 +317,7 @@ func runSDK(tb testing.TB, nw clustertest.Network, prof cluster.Profile, n int) 
 	if err != nil {
 		tb.Fatalf("%d %s nodes: %v", n, nw, err)
 	}
-	joined, _ := start.elapsed()
+	joined, _, _ := start.elapsed()
 	nodes := c.Nodes()
 	// Count without copying: View().Members() would copy n members per
 	// node on every poll.
@@ -330,7 +338,7 @@ func runSDK(tb testing.TB, nw clustertest.Network, prof cluster.Profile, n int) 
 		return r
 	}
 	r.Joined = joined
-	r.Converge, r.VirtualConverge = start.elapsed()
+	r.Converge, r.VirtualConverge, r.CPUConverge = start.elapsed()
 	r.HeapPerNode = float64(int64(liveHeap())-int64(before)) / float64(n)
 
 	if os.Getenv("CARBON_SCALE_NOCRASH") != "" {
@@ -357,7 +365,7 @@ func runSDK(tb testing.TB, nw clustertest.Network, prof cluster.Profile, n int) 
 		tb.Logf("%d %s nodes: %s", n, nw, r.Note)
 		return r
 	}
-	r.Crash, r.VirtualCrash = start.elapsed()
+	r.Crash, r.VirtualCrash, _ = start.elapsed()
 	return r
 }
 
@@ -440,7 +448,7 @@ func (r *rawNode) close() {
 func runRawSerf(b *testing.B, prof cluster.Profile, n int, tags map[string]string) scaleResult {
 	b.Helper()
 	before := liveHeap()
-	start := time.Now()
+	start := startWatch()
 	nodes := make([]*rawNode, n)
 	defer func() {
 		for _, r := range nodes {
@@ -461,7 +469,7 @@ func runRawSerf(b *testing.B, prof cluster.Profile, n int, tags map[string]strin
 	if err != nil {
 		b.Fatalf("%d raw serf nodes: %v", n, err)
 	}
-	joined := time.Since(start)
+	joined, _, _ := start.elapsed()
 	var res scaleResult
 	if res.Note = awaitAll(n, func(i int) int {
 		// Members is serf's only view and copies; the poll stops at the
@@ -477,13 +485,13 @@ func runRawSerf(b *testing.B, prof cluster.Profile, n int, tags map[string]strin
 		b.Logf("%d raw serf nodes: %s", n, res.Note)
 		return res
 	}
-	res.Joined, res.Converge = joined, time.Since(start)
-	res.VirtualConverge = res.Converge
+	res.Joined = joined
+	res.Converge, res.VirtualConverge, res.CPUConverge = start.elapsed()
 	res.HeapPerNode = float64(int64(liveHeap())-int64(before)) / float64(n)
 
 	victim := nodes[n-1]
 	name := victim.s.LocalMember().Name
-	start = time.Now()
+	start = startWatch()
 	victim.close()
 	others := nodes[:n-1]
 	if err := poll(scaleTimeout(n), func() bool {
@@ -500,7 +508,6 @@ func runRawSerf(b *testing.B, prof cluster.Profile, n int, tags map[string]strin
 		b.Logf("%d raw serf nodes: %s", n, res.Note)
 		return res
 	}
-	res.Crash = time.Since(start)
-	res.VirtualCrash = res.Crash
+	res.Crash, res.VirtualCrash, _ = start.elapsed()
 	return res
 }

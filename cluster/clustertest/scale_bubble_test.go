@@ -27,15 +27,29 @@ func wallNow() time.Time {
 	return time.Unix(0, tv.Nano())
 }
 
-// stopwatch measures the wall time a phase of the benchmark takes and
-// the protocol time: time.Now's, virtual inside a synctest bubble and the
-// same as the wall time outside one.
-type stopwatch struct{ wall, virtual time.Time }
+// cpuNow is the CPU time the process has used so far (user and system,
+// all threads).
+func cpuNow() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		panic(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
 
-func startWatch() stopwatch { return stopwatch{wallNow(), time.Now()} }
+// stopwatch measures the wall time a phase of the benchmark takes, the
+// protocol time (time.Now's: virtual inside a synctest bubble, the same
+// as the wall time outside one) and the CPU time the process used, which
+// is the variant's own as the variants run one at a time.
+type stopwatch struct {
+	wall, virtual time.Time
+	cpu           time.Duration
+}
 
-func (s stopwatch) elapsed() (wall, virtual time.Duration) {
-	return wallNow().Sub(s.wall), time.Since(s.virtual)
+func startWatch() stopwatch { return stopwatch{wallNow(), time.Now(), cpuNow()} }
+
+func (s stopwatch) elapsed() (wall, virtual, cpu time.Duration) {
+	return wallNow().Sub(s.wall), time.Since(s.virtual), cpuNow() - s.cpu
 }
 
 // bubbleEnv asks TestScaleInBubble, in a child process of BenchmarkScale,
