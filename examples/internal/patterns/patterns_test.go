@@ -9,7 +9,10 @@ import (
 
 	"go.uber.org/goleak"
 
+	pb "github.com/carbonkit/carbon/examples/internal/catalogpb"
+	"github.com/carbonkit/carbon/examples/internal/server"
 	"github.com/carbonkit/carbon/internal/leakcheck"
+	"github.com/carbonkit/carbon/role"
 )
 
 func TestMain(m *testing.M) {
@@ -70,5 +73,55 @@ func TestStartBadPattern(t *testing.T) {
 		if _, err := Start(context.Background(), Options{Pattern: p}); err == nil || !strings.Contains(err.Error(), "pattern must be 1, 2 or 3") {
 			t.Errorf("pattern %d: %v", p, err)
 		}
+	}
+}
+
+// A server that takes the address of a killed one is not taken for it:
+// the tour's steps that call one server directly (a write to a worker,
+// the artifact on every worker) check the instance that answered. Under a
+// parallel `go test ./...` another package's topology, with the same node
+// names and artifacts, once took a killed worker's port within a second
+// and TestTourFailsWhenBroken saw the artifact "reach" the dead worker.
+func TestDirectCallsRefuseAnotherServerAtTheAddress(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	topo, err := Start(ctx, Options{Pattern: 1, StepTimeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer topo.Close()
+	live, dead := topo.Workers[0], topo.Workers[1]
+	c, err := topo.serverClient(live)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.ListArtifacts(ctx, &pb.ListArtifactsRequest{}); err != nil {
+		t.Fatalf("the live worker's own instance was refused: %v", err)
+	}
+
+	dead.Kill()
+	topo.killed[dead] = true
+	impostor, err := server.Start(ctx, server.Config{
+		Cluster:  topo.clusterConfig("elsewhere", dead.Node().Name(), role.Worker),
+		GRPCAddr: dead.GRPCAddr(),
+	})
+	if err != nil {
+		t.Fatalf("taking the killed worker's address %s: %v", dead.GRPCAddr(), err)
+	}
+	defer impostor.Kill()
+	if impostor.GRPCAddr() != dead.GRPCAddr() || impostor.Instance() == dead.Instance() {
+		t.Fatalf("impostor at %s (instance %s), killed worker at %s (instance %s)", impostor.GRPCAddr(), impostor.Instance(), dead.GRPCAddr(), dead.Instance())
+	}
+	c, err = topo.serverClient(dead)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Both kinds of answer: a response, and an error status (the Guard's).
+	if _, err := c.ListArtifacts(ctx, &pb.ListArtifactsRequest{}); err == nil || !strings.Contains(err.Error(), "another server answered") {
+		t.Errorf("read answered by the impostor: err = %v, want another server answered", err)
+	}
+	_, err = c.DeployArtifact(ctx, &pb.DeployArtifactRequest{Name: "webapp", Version: "0.0.1"})
+	if err == nil || !strings.Contains(err.Error(), "another server answered") {
+		t.Errorf("write rejected by the impostor: err = %v, want another server answered", err)
 	}
 }

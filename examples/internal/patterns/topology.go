@@ -14,6 +14,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 
 	"github.com/carbonkit/carbon/cluster"
 	pb "github.com/carbonkit/carbon/examples/internal/catalogpb"
@@ -328,13 +329,36 @@ func (t *Topology) waitWhole(ctx context.Context) error {
 }
 
 // client returns a Catalog client of a gRPC address, closed with t.
-func (t *Topology) client(addr string) (pb.CatalogClient, error) {
-	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+func (t *Topology) client(addr string, opts ...grpc.DialOption) (pb.CatalogClient, error) {
+	cc, err := grpc.NewClient(addr, append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, opts...)...)
 	if err != nil {
 		return nil, err
 	}
 	t.conns = append(t.conns, cc)
 	return pb.NewCatalogClient(cc), nil
+}
+
+// serverClient returns a Catalog client of one server, closed with t. Its
+// calls fail when another server answers at that address: once s stops,
+// any process may take its port, and its node's name is no proof (another
+// topology's worker-2 has it too).
+func (t *Topology) serverClient(s *server.Server) (pb.CatalogClient, error) {
+	return t.client(s.GRPCAddr(), grpc.WithUnaryInterceptor(expectInstance(s)))
+}
+
+func expectInstance(s *server.Server) grpc.UnaryClientInterceptor {
+	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		var md metadata.MD
+		err := invoker(ctx, method, req, reply, cc, append(opts, grpc.Header(&md))...)
+		got := md.Get(server.InstanceHeader)
+		if len(got) == 0 && err != nil {
+			return err // no answer at all
+		}
+		if len(got) != 1 || got[0] != s.Instance() {
+			return fmt.Errorf("%s: another server answered at %s (instance %q, not %q)", s.Node().Name(), s.GRPCAddr(), got, s.Instance())
+		}
+		return err
+	}
 }
 
 // Print writes what runs where.

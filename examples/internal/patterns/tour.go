@@ -128,7 +128,7 @@ func (t *Topology) Tour(ctx context.Context) Report {
 
 	step("a write sent to a worker is rejected", func(ctx context.Context) (bool, string) {
 		w := t.Workers[0]
-		c, err := t.client(w.GRPCAddr())
+		c, err := t.serverClient(w)
 		if err != nil {
 			return false, err.Error()
 		}
@@ -170,7 +170,7 @@ func (t *Topology) Tour(ctx context.Context) Report {
 		start := time.Now()
 		var got []string
 		for _, w := range t.Workers {
-			c, err := t.client(w.GRPCAddr())
+			c, err := t.serverClient(w)
 			if err != nil {
 				return false, err.Error()
 			}

@@ -16,7 +16,10 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+
+	"github.com/google/uuid"
 
 	"github.com/carbonkit/carbon/cluster"
 	pb "github.com/carbonkit/carbon/examples/internal/catalogpb"
@@ -56,6 +59,27 @@ type Server struct {
 	httpAddr     string
 	served       sync.WaitGroup
 	stopOnce     sync.Once
+	instance     string      // a UUID for this run of the server
+	instanceMD   metadata.MD // InstanceHeader: instance
+}
+
+// InstanceHeader is the gRPC response header in which every server sends
+// its Instance.
+const InstanceHeader = "carbon-instance"
+
+// Instance identifies this run of the server: a UUID it sends in the
+// InstanceHeader of every gRPC response, so that a client dialling its
+// address can tell it from another server that took the port after this
+// one stopped (node names repeat: every topology has a worker-1).
+func (s *Server) Instance() string { return s.instance }
+
+// stamp sends the InstanceHeader; it comes first in the chain, so that a
+// call the Guard rejects carries it too.
+func (s *Server) stamp(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	if err := grpc.SetHeader(ctx, s.instanceMD); err != nil {
+		return nil, err
+	}
+	return handler(ctx, req)
 }
 
 // Start listens, joins the domain, starts serving, and marks the node
@@ -79,6 +103,8 @@ func Start(ctx context.Context, cfg Config) (s *Server, err error) {
 		return nil, fmt.Errorf("server: HTTP listen address: %w", err)
 	}
 	s = &Server{store: newStore(), log: log, grpcAddr: advertise(gl.Addr(), cfg.AdvertiseHost), httpAddr: advertise(hl.Addr(), cfg.AdvertiseHost)}
+	s.instance = uuid.NewString()
+	s.instanceMD = metadata.Pairs(InstanceHeader, s.instance)
 	defer func() {
 		if err != nil {
 			gl.Close()
@@ -133,7 +159,7 @@ func Start(ctx context.Context, cfg Config) (s *Server, err error) {
 	s.guard = role.NewGuard(s.node, gopts...)
 
 	s.grpc = grpc.NewServer(
-		grpc.ChainUnaryInterceptor(s.guard.UnaryServerInterceptor()),
+		grpc.ChainUnaryInterceptor(s.stamp, s.guard.UnaryServerInterceptor()),
 		grpc.ChainStreamInterceptor(s.guard.StreamServerInterceptor()),
 	)
 	pb.RegisterCatalogServer(s.grpc, &catalog{s: s})
