@@ -67,6 +67,8 @@ func (b *resolverBuilder) Build(_ resolver.Target, cc resolver.ClientConn, _ res
 
 // resolverState is the update for peers ps: one endpoint per member, with
 // the member in the endpoint's attributes and our state in the update's.
+// The plain address list is there for a policy that reads only addresses
+// (one set by the user's service config); ours read the endpoints.
 func (s *state) resolverState(ps []peer) resolver.State {
 	st := resolver.State{
 		Endpoints:  make([]resolver.Endpoint, 0, len(ps)),
@@ -76,7 +78,7 @@ func (s *state) resolverState(ps []peer) resolver.State {
 	for _, p := range ps {
 		a := attributes.New(memberKey{}, memberAttr{name: p.name, weight: p.weight, rank: p.rank, since: p.since})
 		st.Endpoints = append(st.Endpoints, resolver.Endpoint{Addresses: []resolver.Address{{Addr: p.addr}}, Attributes: a})
-		st.Addresses = append(st.Addresses, resolver.Address{Addr: p.addr, BalancerAttributes: a})
+		st.Addresses = append(st.Addresses, resolver.Address{Addr: p.addr})
 	}
 	return st
 }

@@ -6,9 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -637,9 +635,3 @@ func FindLeaks(opts ...goleak.Option) error {
 	}
 }
 
-// describe names the members of a group for messages.
-func describe(names []string) string {
-	s := slices.Clone(names)
-	slices.Sort(s)
-	return "[" + strings.Join(s, " ") + "]"
-}
