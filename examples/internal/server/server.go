@@ -64,11 +64,11 @@ type Server struct {
 }
 
 // InstanceHeader is the gRPC response header in which every server sends
-// its Instance.
+// its Instance (on unary calls: every Catalog call; not health watches).
 const InstanceHeader = "carbon-instance"
 
 // Instance identifies this run of the server: a UUID it sends in the
-// InstanceHeader of every gRPC response, so that a client dialling its
+// InstanceHeader of every unary response, so that a client dialling its
 // address can tell it from another server that took the port after this
 // one stopped (node names repeat: every topology has a worker-1).
 func (s *Server) Instance() string { return s.instance }
