@@ -634,4 +634,3 @@ func FindLeaks(opts ...goleak.Option) error {
 		time.Sleep(100 * time.Millisecond) // goleak has already retried; back off
 	}
 }
-
