@@ -68,6 +68,7 @@ type Node struct {
 
 	contact   atomic.Bool // some seed was reached (or there are no seeds)
 	joinDone  atomic.Bool // the first join attempt is over
+	caughtUp  atomic.Bool // since contact, the view holds what serf knew then (see contacted)
 	writable  atomic.Bool
 	view      atomic.Pointer[View]
 	rejection atomic.Pointer[string] // the last foreign domain the domain filter saw
@@ -87,6 +88,12 @@ type Node struct {
 	members      map[string]*Member // immutable once stored: views share them
 	names        []string           // sorted names of members, self included
 	maxSeen      map[string]uint64
+	// catchUp brings the loop, once, the members serf knew when the node
+	// made contact (see contacted); awaiting holds them until the view
+	// has them all, or until awaitUntil.
+	catchUp    chan []string
+	awaiting   []string
+	awaitUntil time.Time
 
 	kick  chan struct{}
 	tagCh chan struct{}
@@ -116,6 +123,7 @@ func Join(ctx context.Context, cfg Config) (*Node, error) {
 		log:      cfg.Logger.With("domain", cfg.Domain, "node", cfg.NodeName),
 		events:   make(chan serf.Event, 4096),
 		recheck:  make(chan []serf.Member, 1),
+		catchUp:  make(chan []string, 1),
 		members:  map[string]*Member{},
 		names:    []string{cfg.NodeName},
 		maxSeen:  map[string]uint64{},
@@ -232,7 +240,7 @@ func (n *Node) start(ctx context.Context) error {
 	n.maySince = time.Now().Add(cfg.ElectionDelay)
 	n.mu.Unlock()
 	if len(cfg.Seeds) == 0 {
-		n.contact.Store(true)
+		n.contacted()
 	} else if err := n.joinSeeds(ctx); err != nil {
 		if rej := n.rejection.Load(); rej != nil {
 			n.Close()
@@ -298,7 +306,7 @@ func (n *Node) joinSeeds(ctx context.Context) error {
 	}
 	if len(targets) == 0 {
 		if len(addrs) > 0 {
-			n.contact.Store(true) // we are the only seed
+			n.contacted() // we are the only seed
 			return nil
 		}
 		return errors.New("cluster: no seed resolves")
@@ -315,8 +323,7 @@ func (n *Node) joinSeeds(ctx context.Context) error {
 	select {
 	case r := <-ch:
 		if r.k > 0 {
-			n.contact.Store(true)
-			n.poke()
+			n.contacted()
 			return nil
 		}
 		return r.err
@@ -430,7 +437,7 @@ func (n *Node) retryJoin() {
 		case <-t.C:
 		}
 		if n.aliveOthers() > 0 {
-			n.contact.Store(true)
+			n.contacted()
 			backoff = base
 			continue
 		}
@@ -543,12 +550,66 @@ func (n *Node) setState(s ServingState) {
 	n.pushTags()
 }
 
+// contacted records that the node reached its domain (or needs no seed),
+// the first time it does. From then on the node may claim only once its
+// view holds every member of the domain serf knew at that moment: serf
+// hands its events on through a goroutine of its own, so when Join
+// returns some of the members it brought may not have reached the loop
+// yet, and a manager deciding on such a view would claim over a live
+// active one (TestActiveIsSticky failed that way). Not for the loop's
+// goroutine: serf's Members waits for a lock serf holds while it sends
+// events to the loop.
+func (n *Node) contacted() {
+	if !n.contact.CompareAndSwap(false, true) {
+		return
+	}
+	ms := n.serf.Members()
+	names := make([]string, 0, len(ms))
+	for i := range ms {
+		if ms[i].Name == n.cfg.NodeName {
+			continue
+		}
+		if m, ok := memberFromSerf(&ms[i]); ok && m.Domain == n.cfg.Domain {
+			names = append(names, m.Name)
+		}
+	}
+	n.catchUp <- names // the only send: the swap above succeeds once
+}
+
+// catchUpLimit bounds how long a node that made contact waits for its
+// view to hold the members serf knew then before it may claim anyway.
+const catchUpLimit = 5 * time.Second
+
+// checkCaughtUp marks the node caught up once the view holds every member
+// awaited since contact; it returns how long to wait before checking
+// again (0: nothing awaited).
+func (n *Node) checkCaughtUp() time.Duration {
+	if n.awaiting == nil {
+		return 0
+	}
+	for _, name := range n.awaiting {
+		if _, ok := n.members[name]; !ok {
+			if left := time.Until(n.awaitUntil); left > 0 {
+				return left
+			}
+			n.log.Warn("claiming without having seen every member the join brought", "missing", name)
+			break
+		}
+	}
+	n.awaiting = nil
+	n.caughtUp.Store(true)
+	return 0
+}
+
+// mayClaimNow reports whether the node may make a new claim: not during
+// its first join attempt; once in contact with its domain, only when
+// caught up (see contacted); alone, after the election delay.
 func (n *Node) mayClaimNow() bool {
 	if !n.joinDone.Load() {
 		return false
 	}
 	if n.contact.Load() {
-		return true
+		return n.caughtUp.Load()
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -582,16 +643,12 @@ func (n *Node) loop() {
 		case ms := <-n.recheck:
 			rechecking = false
 			n.recheckLeaving(ms)
+		case names := <-n.catchUp:
+			n.awaiting, n.awaitUntil = names, time.Now().Add(catchUpLimit)
 		}
 		// Take every event already queued before deciding anything: a
 		// kick right after a join must not run the election on a view
-		// that lacks the members the join just brought. Whether this node
-		// may claim is read before the drain: a join marks the node joined
-		// only after serf has queued every event of the join, so the drain
-		// then takes them all. Read after it, a join completing in
-		// between let a new manager claim on a view without the active
-		// one (TestActiveIsSticky failed that way once, under load).
-		mayClaim := n.mayClaimNow()
+		// that lacks the members the join just brought.
 	drain:
 		for range 1024 {
 			select {
@@ -604,7 +661,11 @@ func (n *Node) loop() {
 		if n.leaving > 0 && recheckC == nil && !rechecking {
 			recheckC = time.After(n.recheckEvery)
 		}
-		wait := n.recompute(mayClaim)
+		awaitWait := n.checkCaughtUp()
+		wait := n.recompute(n.mayClaimNow())
+		if awaitWait > 0 && (wait == 0 || awaitWait < wait) {
+			wait = awaitWait
+		}
 		if wait > 0 && timerC == nil {
 			timer = time.NewTimer(wait)
 			timerC = timer.C
