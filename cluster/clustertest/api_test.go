@@ -149,3 +149,24 @@ func TestSpecsReachTheViews(t *testing.T) {
 		t.Errorf("active of mgt-a: %v %v", a.Name, ok)
 	}
 }
+
+// WaitSees returns once every running node sees a crashed node failed;
+// while some node does not, its error says which node sees what.
+func TestWaitSeesNamesTheViewThatDiffers(t *testing.T) {
+	c := clustertest.Start(t, clustertest.Options{}, clustertest.Workers(3)...)
+	short, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	err := c.WaitSees(short, nil, cluster.StatusFailed, "worker-3")
+	cancel()
+	if !errors.Is(err, clustertest.ErrNotConverged) || !strings.Contains(err.Error(), "sees worker-3 alive (serving)") {
+		t.Fatalf("WaitSees on a live worker-3 = %v, want ErrNotConverged naming a node that sees worker-3 alive (serving)", err)
+	}
+	c.Crash("worker-3")
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if err := c.WaitSees(ctx, nil, cluster.StatusFailed, "worker-3"); err != nil {
+		t.Fatal(err)
+	}
+	if !c.Sees([]string{"worker-1", "worker-2"}, cluster.StatusFailed, "worker-3") {
+		t.Fatal("WaitSees returned but Sees does not hold")
+	}
+}

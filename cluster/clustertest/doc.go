@@ -88,7 +88,9 @@
 // every running node sees exactly the running nodes of its partition group
 // alive in their own serving state, every other node not alive, and all
 // agree on each sub-domain's active manager; its error names a node whose
-// view is still wrong.
+// view is still wrong. [Cluster.WaitSees] waits until nodes see others with
+// a status (a crashed node failed, a node that left left); its error says
+// which node sees what.
 //
 // # Clean-up and leaks
 //

@@ -212,11 +212,12 @@ func TestRollingRestartConverges(t *testing.T) {
 				t.Fatalf("round %d: Leave(%s): %v", round, name, err)
 			}
 			cancel()
-			if !c.Sees(nil, cluster.StatusLeft, name) {
-				// Leave returns once the intent is broadcast; give gossip its time.
-				c.Eventually(fmt.Sprintf("all to see %s left", name), 10*time.Second, func() bool {
-					return c.Sees(nil, cluster.StatusLeft, name)
-				})
+			// Leave returns once the intent is broadcast; give gossip its time.
+			sctx, scancel := context.WithTimeout(t.Context(), 10*time.Second)
+			err := c.WaitSees(sctx, nil, cluster.StatusLeft, name)
+			scancel()
+			if err != nil {
+				t.Fatalf("round %d: %v", round, err)
 			}
 			c.Restart(name)
 			waitConverged(t, c, 10*time.Second, fmt.Sprintf("round %d, %s restarted", round, name))

@@ -153,29 +153,44 @@ func orNone(s string) string {
 // every running node) sees each of the named nodes with the given status.
 // A node absent from a view counts as not alive.
 func (c *Cluster) Sees(observers []string, status cluster.Status, names ...string) bool {
+	ok, _ := c.sees(observers, status, names)
+	return ok
+}
+
+// WaitSees waits until Sees holds or ctx ends. Its error wraps
+// ErrNotConverged and names an observer whose view still differs, with
+// what it sees.
+func (c *Cluster) WaitSees(ctx context.Context, observers []string, status cluster.Status, names ...string) error {
+	return c.waitFor(ctx, fmt.Sprintf("%v to be seen %v", names, status), func() (bool, string) {
+		return c.sees(observers, status, names)
+	})
+}
+
+// sees is Sees with, when it does not hold, why.
+func (c *Cluster) sees(observers []string, status cluster.Status, names []string) (bool, string) {
 	if len(observers) == 0 {
 		observers = c.Names()
 	}
 	for _, o := range observers {
 		n := c.Node(o)
 		if n == nil {
-			return false
+			return false, o + " is not running"
 		}
 		v := n.View()
 		for _, name := range names {
 			m, ok := v.Member(name)
 			if !ok {
 				if status == cluster.StatusAlive {
-					return false
+					return false, fmt.Sprintf("%s does not see %s", o, name)
 				}
 				continue
 			}
 			if m.Status != status {
-				return false
+				return false, fmt.Sprintf("%s sees %s %v (%v)", o, name, m.Status, m.State)
 			}
 		}
 	}
-	return true
+	return true, ""
 }
 
 // Summary describes how the named node sees the domain: one line per
