@@ -49,9 +49,11 @@
 // In Active/Passive mode (the default) exactly one manager of a
 // sub-domain is active and writable ([Node.Writable]); the others are
 // read-only stand-bys. The choice is deterministic from the members a
-// node sees and sticky: a live active stays active whoever joins. Each
-// election raises an epoch, a fencing token ([Node.Epoch]) that writes and
-// artifact revisions carry; two managers never hold the same epoch.
+// node sees and sticky: a live active stays active whoever joins (a
+// joining manager claims nothing until its view holds every member its
+// join brought). Each election raises an epoch, a fencing token
+// ([Node.Epoch]) that writes and artifact revisions carry; two managers
+// never hold the same epoch.
 //
 //   - Planned hand-over: [Node.Drain] or [Node.Leave] on the active
 //     manager stops its writes at once, then waits until a stand-by has
