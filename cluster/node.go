@@ -573,7 +573,7 @@ func (n *Node) contacted() {
 			names = append(names, m.Name)
 		}
 	}
-	n.catchUp <- names // the only send: the swap above succeeds once
+	n.catchUp <- names // never nil (the loop reads nil as nothing awaited); the only send: the swap succeeds once
 }
 
 // catchUpLimit bounds how long a node that made contact waits for its
