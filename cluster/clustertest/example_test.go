@@ -20,9 +20,7 @@ func Example() {
 	c.Crash("worker-3")
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	if err := c.WaitFor(ctx, "worker-3 seen failed", func() bool {
-		return c.Sees(nil, cluster.StatusFailed, "worker-3")
-	}); err != nil {
+	if err := c.WaitSees(ctx, nil, cluster.StatusFailed, "worker-3"); err != nil {
 		fmt.Println(err)
 		return
 	}
