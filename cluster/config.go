@@ -88,6 +88,17 @@ func ParseProfile(s string) (Profile, error) {
 	return 0, fmt.Errorf("cluster: unknown timing profile %q (want lan, local or wan)", s)
 }
 
+// MaxGossipPacket caps the packet size a Config.Transport declares. With
+// every ping and ack, memberlist sends what waits to be gossiped in one
+// compound message whose part count is a single byte: in bigger packets
+// more than 255 small messages (serf's join intents are about 25 bytes)
+// fit, the count wraps and the receiver misreads the packet (seen on the
+// in-memory network at 200 nodes with 64 KiB packets: pings that failed
+// to decode, so failed probes, and garbage message types). 4 KiB holds at
+// most 227 parts of the smallest message serf or memberlist gossips
+// (about 16 bytes, plus 2 for its length).
+const MaxGossipPacket = 4096
+
 // Config configures a [Node]. It is passed by value to [Join], which copies
 // what it keeps: changing a Config after Join has no effect. The zero value
 // of every field means the default documented on it; [Join] validates the
@@ -160,9 +171,10 @@ type Config struct {
 	// for example with an in-memory network (cluster/clustertest). nil
 	// means real sockets. A transport with a method PacketSize() int that
 	// returns more than 0 carries packets of that many bytes: memberlist
-	// fills its gossip packets up to it (its UDPBufferSize) instead of the
-	// 1,400 bytes that fit a UDP datagram on any network. The in-memory
-	// network has no MTU and says 64 KiB.
+	// fills its gossip packets up to it, or up to [MaxGossipPacket] if
+	// that is less (its UDPBufferSize), instead of the 1,400 bytes that
+	// fit a UDP datagram on any network. The in-memory network has no MTU
+	// and says 64 KiB.
 	Transport memberlist.Transport
 
 	// Logger receives the Node's logs, serf's and memberlist's included.

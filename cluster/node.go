@@ -171,7 +171,7 @@ func (n *Node) start(ctx context.Context) error {
 	if cfg.Transport != nil {
 		ml.Transport = cfg.Transport
 		if ps, ok := cfg.Transport.(interface{ PacketSize() int }); ok && ps.PacketSize() > 0 {
-			ml.UDPBufferSize = ps.PacketSize()
+			ml.UDPBufferSize = min(ps.PacketSize(), MaxGossipPacket)
 		}
 	} else if bindPort == 0 {
 		// Let the OS pick a port and tell memberlist which one it got.
