@@ -26,8 +26,9 @@
 // # Networks and faults
 //
 // [InMemory] (the default) runs every node on one in-process network that
-// carries 200 nodes on two cores, has no MTU (gossip packets of up to 64
-// KiB), runs inside a synctest bubble (see Virtual time below), and takes
+// carries 200 nodes on two cores, has no MTU (gossip packets of up to
+// cluster.MaxGossipPacket, 4 KiB, against 1,400 bytes over UDP), runs
+// inside a synctest bubble (see Virtual time below), and takes
 // faults: [Cluster.Partition] and [Cluster.Heal], [Cluster.Cut]
 // one direction of a link, [Cluster.SetLoss] and [Cluster.SetLatency].
 // Packet loss is deterministic under [Options.Seed]; memberlist's own

@@ -52,8 +52,9 @@ func newTransport(n *Network, ap netip.AddrPort) *Transport {
 const MaxPacket = 64 << 10
 
 // PacketSize returns MaxPacket: package cluster then lets memberlist fill
-// its gossip packets up to it (see cluster.Config.Transport), so that a
-// join storm spreads in fewer gossip rounds than over UDP's 1,400 bytes.
+// its gossip packets up to it or to cluster.MaxGossipPacket, the smaller
+// (see cluster.Config.Transport), so that a join storm spreads in fewer
+// gossip rounds than over UDP's 1,400 bytes.
 func (t *Transport) PacketSize() int { return MaxPacket }
 
 // Addr returns the transport's address, "ip:port".
