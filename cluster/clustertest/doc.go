@@ -66,15 +66,15 @@
 //		})
 //	})
 //
-// In BenchmarkScale (LAN timings, two cores), 10 nodes converge in 14 ms
-// of real time in a bubble against 202 ms on sockets and see a crash in
-// 20 ms against 6.3 s; 50 nodes converge in 219 ms against 562 ms. At 100
-// and 200 nodes the CPU binds both: converging takes the same CPU time on
-// either network (1.1 to 1.2 CPU-seconds for 100 nodes, 4.8 to 5.4 for
-// 200), so a bubble converges about as fast as sockets (606 ms against
-// 1.03 s at 100, 2.70 s against 2.78 s at 200) and mostly shortens crash
-// detection (0.9 s against 10.1 s at 100). Out of a bubble the in-memory
-// network runs on the same timers as sockets and converges about as fast.
+// In BenchmarkScale (LAN timings, two cores), 10 nodes converge in 16 ms
+// of real time in a bubble against 217 ms on sockets and see a crash in
+// 20 ms against 6 s; 50 nodes converge in 254 ms against 614 ms. At 100
+// and 200 nodes the CPU binds both: a bubble needs 1.4 to 1.7 times less
+// CPU than sockets (1.2 against 1.7 CPU-seconds to converge 100 nodes)
+// and converges about that much sooner (median ratios 1.57 at 100 nodes,
+// 1.47 at 200), and it shortens crash detection most (1.1 s against 10.1
+// s at 100). Out of a bubble the in-memory network runs on the same
+// timers as sockets and converges about as fast.
 //
 // Timeouts given to Eventually and WaitFor are then virtual too. Loopback
 // cannot run in a bubble: a goroutine waiting on a socket is not waiting
