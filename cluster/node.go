@@ -592,7 +592,7 @@ func (n *Node) checkCaughtUp() time.Duration {
 			if left := time.Until(n.awaitUntil); left > 0 {
 				return left
 			}
-			n.log.Warn("claiming without having seen every member the join brought", "missing", name)
+			n.log.Warn("the view still lacks a member serf knew at contact; a manager may claim from now on", "missing", name, "after", catchUpLimit)
 			break
 		}
 	}
