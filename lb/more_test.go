@@ -113,18 +113,26 @@ func TestSlowMemberGetsLess(t *testing.T) {
 			b.delay.Store(int64(20 * time.Millisecond))
 		}
 	}
-	resetCounts(c.workers)
+	// Batches until one gives the slow worker at most 20 %: the first
+	// includes the time the latency average takes to follow the new
+	// delays, and on a busy machine every call waits for the CPU, which
+	// blurs 2 ms against 20 ms for a while; round robin would give it a
+	// third of every batch.
 	const calls, par = 240, 6
-	var wg sync.WaitGroup
-	for range par {
-		wg.Add(1)
-		go func() { defer wg.Done(); get(t, cc, calls/par, nil) }()
-	}
-	wg.Wait()
-	got := counts(c.workers)
-	if share := float64(got["w0"]) / calls; share > 0.2 {
-		t.Errorf("slow worker served %.0f%% of calls: %v", 100*share, got)
-	}
+	waitFor(t, 15*time.Second, "a batch where the slow worker serves at most 20 % of calls", func() bool {
+		resetCounts(c.workers)
+		var wg sync.WaitGroup
+		for range par {
+			wg.Go(func() { get(t, cc, calls/par, nil) })
+		}
+		wg.Wait()
+		got := counts(c.workers)
+		share := float64(got["w0"]) / calls
+		if share > 0.2 {
+			t.Logf("slow worker served %.0f%% of calls: %v", 100*share, got)
+		}
+		return share <= 0.2
+	})
 }
 
 func TestEjectionOverGRPC(t *testing.T) {
