@@ -237,6 +237,19 @@ func resetCounts(bs []*backend) {
 	}
 }
 
+// batch resets the workers' counts, makes calls calls through cc, par at
+// a time, and returns how many each worker served.
+func batch(t testing.TB, cc grpc.ClientConnInterface, workers []*backend, calls, par int) map[string]int64 {
+	t.Helper()
+	resetCounts(workers)
+	var wg sync.WaitGroup
+	for range par {
+		wg.Go(func() { get(t, cc, calls/par, nil) })
+	}
+	wg.Wait()
+	return counts(workers)
+}
+
 // get calls Get n times, sequentially, each with a deadline.
 func get(t testing.TB, cc grpc.ClientConnInterface, n int, ctxf func(i int) context.Context) {
 	t.Helper()

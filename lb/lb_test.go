@@ -3,7 +3,6 @@ package lb
 import (
 	"context"
 	"fmt"
-	"sync"
 	"testing"
 	"time"
 )
@@ -31,15 +30,6 @@ func TestSpreadAcrossWorkers(t *testing.T) {
 			})
 			// Least-loaded spreads by in-flight calls: send them 6 at a time.
 			const calls, par = 300, 6
-			batch := func() map[string]int64 {
-				resetCounts(c.workers)
-				var wg sync.WaitGroup
-				for range par {
-					wg.Go(func() { get(t, cc, calls/par, nil) })
-				}
-				wg.Wait()
-				return counts(c.workers)
-			}
 			lo, hi := int64(calls/10), int64(calls) // p2c follows latency; each gets a share
 			if p == RoundRobin {
 				lo, hi = calls/3*0.9, calls/3*1.1
@@ -53,7 +43,7 @@ func TestSpreadAcrossWorkers(t *testing.T) {
 				return ""
 			}
 			if p == RoundRobin {
-				if why := outside(batch()); why != "" {
+				if why := outside(batch(t, cc, c.workers, calls, par)); why != "" {
 					t.Error(why)
 				}
 				return
@@ -62,7 +52,7 @@ func TestSpreadAcrossWorkers(t *testing.T) {
 			// few calls until its latency sample is 5 s old, by design; a
 			// batch where every worker has its share must still come.
 			waitFor(t, 15*time.Second, "a batch where every worker serves its share", func() bool {
-				why := outside(batch())
+				why := outside(batch(t, cc, c.workers, calls, par))
 				if why != "" {
 					t.Log(why)
 				}

@@ -120,13 +120,7 @@ func TestSlowMemberGetsLess(t *testing.T) {
 	// third of every batch.
 	const calls, par = 240, 6
 	waitFor(t, 15*time.Second, "a batch where the slow worker serves at most 20 % of calls", func() bool {
-		resetCounts(c.workers)
-		var wg sync.WaitGroup
-		for range par {
-			wg.Go(func() { get(t, cc, calls/par, nil) })
-		}
-		wg.Wait()
-		got := counts(c.workers)
+		got := batch(t, cc, c.workers, calls, par)
 		share := float64(got["w0"]) / calls
 		if share > 0.2 {
 			t.Logf("slow worker served %.0f%% of calls: %v", 100*share, got)
