@@ -569,7 +569,7 @@ func (n *Node) contacted() {
 		if ms[i].Name == n.cfg.NodeName {
 			continue
 		}
-		if m, ok := memberFromSerf(&ms[i]); ok && m.Domain == n.cfg.Domain {
+		if m, ok := n.ofDomain(&ms[i]); ok {
 			names = append(names, m.Name)
 		}
 	}
@@ -719,11 +719,18 @@ func (n *Node) handle(e serf.Event) {
 	}
 }
 
+// ofDomain is serf's member sm as a Member, if it is one of this domain:
+// what a view holds.
+func (n *Node) ofDomain(sm *serf.Member) (Member, bool) {
+	m, ok := memberFromSerf(sm)
+	return m, ok && m.Domain == n.cfg.Domain
+}
+
 // apply stores serf's member sm in the view's members, if it is of this
 // domain and anything changed.
 func (n *Node) apply(sm *serf.Member) {
-	m, ok := memberFromSerf(sm)
-	if !ok || m.Domain != n.cfg.Domain {
+	m, ok := n.ofDomain(sm)
+	if !ok {
 		return
 	}
 	old, known := n.members[sm.Name]
