@@ -59,8 +59,7 @@ type Server struct {
 	httpAddr     string
 	served       sync.WaitGroup
 	stopOnce     sync.Once
-	instance     string      // a UUID for this run of the server
-	instanceMD   metadata.MD // InstanceHeader: instance
+	instance     string // a UUID for this run of the server
 }
 
 // InstanceHeader is the gRPC response header in which every server sends
@@ -76,7 +75,7 @@ func (s *Server) Instance() string { return s.instance }
 // stamp sends the InstanceHeader; it comes first in the chain, so that a
 // call the Guard rejects carries it too.
 func (s *Server) stamp(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	if err := grpc.SetHeader(ctx, s.instanceMD); err != nil {
+	if err := grpc.SetHeader(ctx, metadata.Pairs(InstanceHeader, s.instance)); err != nil {
 		return nil, err
 	}
 	return handler(ctx, req)
@@ -104,7 +103,6 @@ func Start(ctx context.Context, cfg Config) (s *Server, err error) {
 	}
 	s = &Server{store: newStore(), log: log, grpcAddr: advertise(gl.Addr(), cfg.AdvertiseHost), httpAddr: advertise(hl.Addr(), cfg.AdvertiseHost)}
 	s.instance = uuid.NewString()
-	s.instanceMD = metadata.Pairs(InstanceHeader, s.instance)
 	defer func() {
 		if err != nil {
 			gl.Close()
