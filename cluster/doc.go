@@ -84,8 +84,11 @@
 // # Lifecycle
 //
 // [Node.Drain] marks a node draining and returns once every alive member
-// sees it so. [Node.Leave] leaves gracefully; [Node.Close] stops without
-// leaving (peers mark the node failed). Both are idempotent and wait for
+// sees it so. [Node.Leave] leaves gracefully (peers mark the node left,
+// not failed: from the start of its leave the node exchanges no state
+// with them, since serf would pass its leave on as a join that makes them
+// ignore the leave itself); [Node.Close] stops without leaving (peers
+// mark the node failed). Both are idempotent and wait for
 // every goroutine of the Node. [Node.Done] is closed when the node has
 // stopped. With Config.SnapshotPath a restarted node rejoins the peers it
 // knew.

@@ -9,7 +9,10 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
+
+	"github.com/hashicorp/serf/serf"
 
 	"github.com/carbonkit/carbon/role"
 )
@@ -407,4 +410,68 @@ func TestSlowWatcherDoesNotStall(t *testing.T) {
 	cancel()
 	for range w {
 	}
+}
+
+// A node that leaves is seen left, not failed, by every member, even when
+// members exchange state with it while its leave intent is on its way.
+// serf (v0.11.0) sends a leaving member's status time in a push/pull as if
+// it were a join time: a member that pulls the leaving node's state after
+// the node has processed its own leave, and before the intent reaches it,
+// then takes the intent for old news and ignores it (without passing it
+// on), and marks the node failed when memberlist reports it gone. When
+// every member did that, nobody ever saw the node left
+// (clustertest.TestRollingRestartConverges failed that way, about once in
+// 150 runs: two members had just exchanged state with the leaving node
+// after a join).
+func TestLeaveSeenLeftDespiteStateExchanges(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newBubbleFleet(t)
+		a := f.add("w-a", role.Worker, nil)
+		b := f.add("w-b", role.Worker, nil)
+		c := f.add("w-c", role.Worker, nil)
+		waitFor(t, 5*time.Second, "3 members", converged(f.live(), 3))
+		// Past the exchanges every join schedules (syncAfterJoin: the
+		// last within 50 gossip intervals, 2.5 s here), so that only the
+		// periodic push/pull (every 2 s) may still reach w-a while it is
+		// left and mend the views: the bubble's clock, no wall time.
+		time.Sleep(5 * time.Second)
+		// The timers due at this instant (gossip rounds among them) first
+		// run their course, so that w-a's next round is ahead.
+		synctest.Wait()
+		left := make(chan error, 1)
+		go func() { left <- a.Leave(context.Background()) }()
+		// Every goroutine now waits: w-a has taken its own leave and waits
+		// for its gossip round to send the intent, and no time passes
+		// until the exchanges below are done.
+		synctest.Wait()
+		if s := memberStatus(a.serf, "w-a"); s != serf.StatusLeaving {
+			t.Fatalf("w-a sees itself %v before its gossip round, want leaving", s)
+		}
+		for _, n := range []*Node{b, c} {
+			// A push/pull, as the periodic one or a join does; refusing
+			// it is allowed.
+			_, _ = n.serf.Memberlist().Join([]string{addrOf(a)})
+		}
+		if err := <-left; err != nil {
+			t.Fatalf("Leave: %v", err)
+		}
+		waitFor(t, 30*time.Second, "w-a left in every view", func() bool {
+			for _, n := range []*Node{b, c} {
+				if m, _ := n.View().Member("w-a"); m.Status != StatusLeft {
+					return false
+				}
+			}
+			return true
+		})
+	})
+}
+
+// memberStatus is the status s gives the member name (StatusNone if none).
+func memberStatus(s *serf.Serf, name string) serf.MemberStatus {
+	for _, m := range s.Members() {
+		if m.Name == name {
+			return m.Status
+		}
+	}
+	return serf.StatusNone
 }

@@ -170,8 +170,11 @@ func (n *Node) waitSeen(ctx context.Context, st ServingState) error {
 
 // Leave leaves the domain gracefully: an active manager hands over first
 // (as in Drain), then the node announces its leave so peers mark it left
-// rather than failed, and stops. It is idempotent; after Close it returns
-// ErrClosed.
+// rather than failed, and stops. From the announcement on, the node
+// answers no state exchange (push/pull) and starts none: serf would send
+// its leave as a join time, and a peer holding that time ignores the leave
+// intent and marks the node failed. It is idempotent; after Close it
+// returns ErrClosed.
 func (n *Node) Leave(ctx context.Context) error {
 	n.mu.Lock()
 	if n.closed {
@@ -190,6 +193,7 @@ func (n *Node) Leave(ctx context.Context) error {
 	if n.Writable() && n.cfg.ManagerMode == ActivePassive {
 		herr = n.handOver(ctx)
 	}
+	n.quitting.Store(true)
 	done := make(chan error, 1)
 	go func() { done <- n.serf.Leave() }()
 	var err error

@@ -76,6 +76,9 @@ type Node struct {
 	// dead, so the domain knew it before this process (a restart); see
 	// syncAfterJoin.
 	rejoined atomic.Bool
+	// quitting is set when Leave begins: the node then sends no state
+	// over a stream (see leaveGuard).
+	quitting atomic.Bool
 
 	// loop-owned
 	dirty   bool // members changed since the last view
@@ -168,29 +171,35 @@ func (n *Node) start(ctx context.Context) error {
 	ml := sc.MemberlistConfig
 	ml.BindAddr, ml.BindPort = bindHost, bindPort
 	ml.AdvertiseAddr, ml.AdvertisePort = "", bindPort
+	var tr memberlist.Transport
 	if cfg.Transport != nil {
-		ml.Transport = cfg.Transport
+		tr = cfg.Transport
 		if ps, ok := cfg.Transport.(interface{ PacketSize() int }); ok && ps.PacketSize() > 0 {
 			ml.UDPBufferSize = min(ps.PacketSize(), MaxGossipPacket)
 		}
-	} else if bindPort == 0 {
-		// Let the OS pick a port and tell memberlist which one it got.
+	} else {
+		// Built here rather than by memberlist, to be wrapped below; with
+		// port 0 the OS picks one and memberlist is told which.
 		nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{
-			BindAddrs: []string{bindHost}, BindPort: 0, Logger: ml.Logger,
+			BindAddrs: []string{bindHost}, BindPort: bindPort, Logger: ml.Logger,
 		})
 		if err != nil {
 			return fmt.Errorf("cluster: BindAddr %q: %w", cfg.BindAddr, err)
 		}
-		ml.Transport = nt
+		tr = nt
 		ml.BindPort, ml.AdvertisePort = nt.GetAutoBindPort(), nt.GetAutoBindPort()
-		ok := false
-		defer func() {
-			if !ok {
-				nt.Shutdown()
-			}
-		}()
-		defer func() { ok = n.serf != nil }()
 	}
+	guard := newLeaveGuard(tr, n.quitting.Load)
+	ml.Transport = guard
+	defer func() {
+		switch {
+		case n.serf != nil:
+		case cfg.Transport == nil:
+			guard.Shutdown()
+		default:
+			guard.release() // the caller's transport stays theirs
+		}
+	}()
 	if cfg.AdvertiseAddr != "" {
 		ml.AdvertiseAddr, ml.AdvertisePort, _ = splitAddr(cfg.AdvertiseAddr, DefaultPort)
 	} else if bindHost != "0.0.0.0" && bindHost != "::" {
