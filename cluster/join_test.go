@@ -14,6 +14,7 @@ import (
 
 	"github.com/hashicorp/serf/serf"
 
+	"github.com/carbonkit/carbon/internal/memnet"
 	"github.com/carbonkit/carbon/role"
 )
 
@@ -308,6 +309,28 @@ func TestOversizedTags(t *testing.T) {
 	}
 	if !errors.Is(err, ErrTagsTooLarge) || !strings.Contains(err.Error(), "512") || !strings.Contains(err.Error(), "properties 6") {
 		t.Fatalf("error %q: want ErrTagsTooLarge with the sizes", err)
+	}
+}
+
+// A Join refused with the caller's own transport leaves the transport
+// open (it is the caller's to shut down) and no goroutine behind
+// (TestMain checks).
+func TestRefusedJoinKeepsCallersTransport(t *testing.T) {
+	nw := memnet.New()
+	defer nw.Close()
+	tr, err := nw.NewTransport(nw.Allocate())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Shutdown()
+	cfg := local("carbon.test", role.Worker)
+	cfg.Transport, cfg.BindAddr = tr, tr.Addr()
+	cfg.Properties = map[string]string{"blob": strings.Repeat("x", 600)}
+	if _, err := Join(context.Background(), cfg); !errors.Is(err, ErrTagsTooLarge) {
+		t.Fatalf("Join: %v, want ErrTagsTooLarge", err)
+	}
+	if _, err := nw.NewTransport(tr.Addr()); !errors.Is(err, memnet.ErrAddrInUse) {
+		t.Fatalf("the caller's transport was shut down: a new one at its address got %v, want ErrAddrInUse", err)
 	}
 }
 
