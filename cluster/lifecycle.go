@@ -94,9 +94,14 @@ func (n *Node) pushStateTo(ctx context.Context, ms []Member) {
 	for i, m := range ms {
 		addrs[i] = m.Addr
 	}
+	pushed := make(chan struct{})
+	n.mu.Lock()
+	n.pushed = pushed
+	n.mu.Unlock()
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
+		defer close(pushed)
 		for n.serf.LocalMember().Tags[tags.KeyState] != tags.StateDraining {
 			select {
 			case <-ctx.Done():
@@ -192,6 +197,18 @@ func (n *Node) Leave(ctx context.Context) error {
 	var herr error
 	if n.Writable() && n.cfg.ManagerMode == ActivePassive {
 		herr = n.handOver(ctx)
+	}
+	// A hand-over push still under way announces this node's join once
+	// its exchange is done (serf.Join does): after the leave, that would
+	// make peers ignore the leave. It ends with ctx at the latest.
+	n.mu.Lock()
+	pushed := n.pushed
+	n.mu.Unlock()
+	if pushed != nil {
+		select {
+		case <-pushed:
+		case <-ctx.Done():
+		}
 	}
 	n.quitting.Store(true)
 	done := make(chan error, 1)

@@ -79,6 +79,9 @@ type Node struct {
 	// quitting is set when Leave begins: the node then sends no state
 	// over a stream (see leaveGuard).
 	quitting atomic.Bool
+	// pushed is closed when the last hand-over push (pushStateTo) has
+	// ended; nil if there was none. Guarded by mu.
+	pushed chan struct{}
 
 	// loop-owned
 	dirty   bool // members changed since the last view
