@@ -72,9 +72,14 @@
 // and 200 nodes the CPU binds both: a bubble needs 1.4 to 1.7 times less
 // CPU than sockets (1.2 against 1.7 CPU-seconds to converge 100 nodes)
 // and converges about that much sooner (median ratios 1.57 at 100 nodes,
-// 1.47 at 200), and it shortens crash detection most (1.1 s against 10.1
-// s at 100). Out of a bubble the in-memory network runs on the same
-// timers as sockets and converges about as fast.
+// 1.47 at 200; 1.17 and 1.09 in a re-run the next day: the ratio moves
+// with the machine's load), and it shortens crash detection most (1.1 s
+// against 10.1 s at 100). Out of a bubble the in-memory network runs on
+// the same timers as sockets and converges about as fast. On this
+// package's default timings (ProfileLocal) sockets stop scaling first:
+// 100 nodes on loopback took 1.2 to 15 s to converge and 200 never did,
+// as probes timed out on a saturated CPU, while a bubble converged 200
+// nodes in 3 to 4 s.
 //
 // Timeouts given to Eventually and WaitFor are then virtual too. Loopback
 // cannot run in a bubble: a goroutine waiting on a socket is not waiting
