@@ -59,7 +59,10 @@ func (g *leaveGuard) forward() {
 	in := g.NodeAwareTransport.StreamCh()
 	for {
 		select {
-		case c := <-in:
+		case c, ok := <-in:
+			if !ok {
+				return // a transport that closes its channel has shut down
+			}
 			if g.leaving() {
 				_ = c.Close()
 				continue
