@@ -26,7 +26,10 @@ type Policy int
 
 const (
 	// LeastLoaded (the default) is power-of-two-choices: two random members,
-	// the one with the lower (in-flight+1) × EWMA latency ÷ weight wins.
+	// the one with the lower (in-flight+1) × EWMA latency ÷ weight wins. A
+	// member whose latency was last measured over 5 s ago counts as fast
+	// until measured again, so one that was slow (a cold start) gets probed
+	// and, if it is fast now, its share back.
 	LeastLoaded Policy = iota
 	// RoundRobin cycles through the members, in proportion to their weights.
 	RoundRobin

@@ -392,3 +392,35 @@ func TestCloseEndsEjections(t *testing.T) {
 		t.Errorf("after close: a usable %v, %d timers; want usable, 0", x.usable(0, -1), len(clk.timers))
 	}
 }
+
+// A member whose first call was slow (a cold start) is sidelined by least
+// loaded until that sample is staleLatency old, and then gets its share
+// back once it answers fast: the forgotten sample must not weigh on the
+// new one. (Blending them kept it at 44 ms after a fast 1 ms sample, and
+// sidelined for another 5 s, for minutes.)
+func TestSlowOnceGetsItsShareBack(t *testing.T) {
+	clk := &fakeClock{t: 1}
+	s := newTestState(t, clk)
+	x := testSet(s, LeastLoaded, "a", "b", "c")
+	slowed := false
+	got := map[string]int{}
+	for clk.t < int64(20*time.Second) {
+		i := x.pick(0, false, -1)
+		st := x.e[i].st
+		start := clk.t
+		s.begin(st)
+		d := time.Millisecond
+		if x.e[i].name == "a" && !slowed {
+			d, slowed = 50*time.Millisecond, true
+		}
+		clk.add(d)
+		s.finish(st, start, false, false)
+		if clk.t > int64(10*time.Second) {
+			got[x.e[i].name]++
+		}
+	}
+	total := got["a"] + got["b"] + got["c"]
+	if got["a"]*5 < total {
+		t.Errorf("from 10 s on, the member slow once got %d of %d calls (%v), want at least a fifth", got["a"], total, got)
+	}
+}

@@ -405,9 +405,10 @@ const (
 
 // score is the p2c cost of the entry at clock now. A latency sample older
 // than staleLatency is forgotten, so that a member that was slow gets probed
-// again; its age is told by the newest clock reading of the state (lastNow,
-// moved on by every latency sample), not by reading the clock. Small enough
-// to be inlined.
+// again (and the probe's sample starts its average afresh, see finish); its
+// age is told by the newest clock reading of the state (lastNow, moved on by
+// every latency sample), not by reading the clock. Small enough to be
+// inlined.
 func (e *entry) score(now int64) float64 {
 	return float64(e.cost(now)) * e.invWeight
 }

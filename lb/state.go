@@ -297,7 +297,8 @@ func (s *state) finish(st *memberStats, start int64, failure, isErr bool) {
 		if failure && sample < 4*old {
 			sample = 4 * old // a member that fails fast must not look fast
 		}
-		if old == 0 {
+		if old == 0 || now-st.lastObs.Load() > staleLatency {
+			// Unknown, or forgotten (see entry.cost): start afresh.
 			st.ewma.Store(sample)
 		} else {
 			st.ewma.Store(old + (sample-old)/8)
