@@ -418,7 +418,7 @@ func (e *entry) score(now int64) float64 {
 func (e *entry) cost(now int64) int64 {
 	st := e.st
 	l := st.ewma.Load()
-	if l == 0 || now-st.lastObs.Load() > staleLatency {
+	if l == 0 || st.forgotten(now) {
 		l = unknownLatency
 	}
 	return (st.inFlight() + 1) * l

@@ -95,6 +95,13 @@ func (s *state) trySample(st *memberStats) bool {
 	return st.sampleAt.CompareAndSwap(old, s.now())
 }
 
+// forgotten reports whether the member's last latency sample is older than
+// staleLatency at clock now: picks then count it as unknown (entry.cost),
+// and the next sample starts its average afresh (finish).
+func (st *memberStats) forgotten(now int64) bool {
+	return now-st.lastObs.Load() > staleLatency
+}
+
 // inFlight returns the calls begun and not ended. done is read first, so a
 // call ending meanwhile can only make the result too high, never negative.
 func (st *memberStats) inFlight() int64 {
@@ -297,8 +304,8 @@ func (s *state) finish(st *memberStats, start int64, failure, isErr bool) {
 		if failure && sample < 4*old {
 			sample = 4 * old // a member that fails fast must not look fast
 		}
-		if old == 0 || now-st.lastObs.Load() > staleLatency {
-			// Unknown, or forgotten (see entry.cost): start afresh.
+		if old == 0 || st.forgotten(now) {
+			// Unknown, or forgotten: start afresh.
 			st.ewma.Store(sample)
 		} else {
 			st.ewma.Store(old + (sample-old)/8)
