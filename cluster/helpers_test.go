@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/serf/serf"
 	"go.uber.org/goleak"
 
 	"github.com/carbonkit/carbon/internal/leakcheck"
@@ -99,3 +100,13 @@ func freePort(t testing.TB) int {
 }
 
 func lookupEnv(k string) string { return os.Getenv(k) }
+
+// serfMember is the member name as s has it, and whether s has it.
+func serfMember(s *serf.Serf, name string) (serf.Member, bool) {
+	for _, m := range s.Members() {
+		if m.Name == name {
+			return m, true
+		}
+	}
+	return serf.Member{}, false
+}

@@ -467,8 +467,8 @@ func TestLeaveSeenLeftDespiteStateExchanges(t *testing.T) {
 		// for its gossip round to send the intent, and no time passes
 		// until the exchanges below are done.
 		synctest.Wait()
-		if s := memberStatus(a.serf, "w-a"); s != serf.StatusLeaving {
-			t.Fatalf("w-a sees itself %v before its gossip round, want leaving", s)
+		if m, _ := serfMember(a.serf, "w-a"); m.Status != serf.StatusLeaving {
+			t.Fatalf("w-a sees itself %v before its gossip round, want leaving", m.Status)
 		}
 		for _, n := range []*Node{b, c} {
 			// A push/pull, as the periodic one or a join does; refusing
@@ -487,14 +487,4 @@ func TestLeaveSeenLeftDespiteStateExchanges(t *testing.T) {
 			return true
 		})
 	})
-}
-
-// memberStatus is the status s gives the member name (StatusNone if none).
-func memberStatus(s *serf.Serf, name string) serf.MemberStatus {
-	for _, m := range s.Members() {
-		if m.Name == name {
-			return m.Status
-		}
-	}
-	return serf.StatusNone
 }

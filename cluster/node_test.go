@@ -135,12 +135,7 @@ func TestViewRereadsMemberShownLeaving(t *testing.T) {
 			return ok && m.Status == StatusAlive && m.State == Serving
 		})
 
-		var sm serf.Member
-		for _, m := range a.serf.Members() {
-			if m.Name == "b" {
-				sm = m
-			}
-		}
+		sm, _ := serfMember(a.serf, "b")
 		if sm.Name != "b" || sm.Tags[tags.KeyState] != tags.StateServing {
 			t.Fatalf("serf's member b on a: %+v, want b serving", sm)
 		}
