@@ -60,12 +60,13 @@ const (
 	// and for tests: on loopback with 10 nodes a crashed node is marked
 	// failed by all within about a second. It is sized for tens of nodes:
 	// its 150 ms probe timeout assumes the CPU keeps up, and on a 2-core
-	// machine 100 nodes in one process on loopback took 1.2 to 15 s to
-	// converge (20 CPU-seconds and more, suspicions feeding on the load)
-	// and 200 did not converge in 160 s, where ProfileLAN took about 1 and
-	// 3 s (clustertest's BenchmarkScale). The same clusters converge on
-	// the in-memory network inside a synctest bubble, where probes do not
-	// time out for want of CPU.
+	// machine 200 nodes in one process on loopback did not converge in
+	// 160 s (probes timed out on the saturated CPU, and each suspicion
+	// added gossip), where ProfileLAN took about 2 s; 100 nodes took about
+	// 0.9 s, and up to 15 s before a node's first exchange after its join
+	// went to a seed (clustertest's BenchmarkScale). The same clusters
+	// converge on the in-memory network inside a synctest bubble, where
+	// probes do not time out for want of CPU.
 	ProfileLocal
 	// ProfileWAN is memberlist's WAN timing, for members across data centres.
 	ProfileWAN

@@ -66,20 +66,21 @@
 //		})
 //	})
 //
-// In BenchmarkScale (LAN timings, two cores), 10 nodes converge in 16 ms
-// of real time in a bubble against 217 ms on sockets and see a crash in
-// 20 ms against 6 s; 50 nodes converge in 254 ms against 614 ms. At 100
-// and 200 nodes the CPU binds both: a bubble needs 1.4 to 1.7 times less
-// CPU than sockets (1.2 against 1.7 CPU-seconds to converge 100 nodes)
-// and converges about that much sooner (median ratios 1.57 at 100 nodes,
-// 1.47 at 200; 1.17 and 1.09 in a re-run the next day: the ratio moves
-// with the machine's load), and it shortens crash detection most (1.1 s
-// against 10.1 s at 100). Out of a bubble the in-memory network runs on
-// the same timers as sockets and converges about as fast. On this
+// In BenchmarkScale (LAN timings, two cores, three seeds and then every
+// other node at once) a bubble converges every size one gossip interval
+// (200 ms) of protocol time after its joins. 10 nodes converge in 14 ms
+// of real time in a bubble against 206 ms on sockets and see a crash in
+// 18 ms against 6 s; 50 nodes converge in 120 ms against 294 ms. At 100
+// and 200 nodes the CPU the joins take binds both: a bubble converges
+// 1.3 and 1.7 times sooner (421 ms against 505 ms, 1.19 s against
+// 2.10 s), with up to half the CPU, since no gossip or probe runs while
+// its joins do, and it shortens crash detection most (1.1 s against
+// 10.9 s at 100). Out of a bubble the in-memory network runs on the same
+// timers as sockets and converges about as fast up to 100 nodes, slower
+// at 200 (its 4 KiB packets carry more gossip per round). On this
 // package's default timings (ProfileLocal) sockets stop scaling first:
-// 100 nodes on loopback took 1.2 to 15 s to converge and 200 never did,
-// as probes timed out on a saturated CPU, while a bubble converged 200
-// nodes in 3 to 4 s.
+// 200 nodes on loopback never converged, as probes timed out on a
+// saturated CPU, while a bubble converged them in 1.4 s.
 //
 // Timeouts given to Eventually and WaitFor are then virtual too. Loopback
 // cannot run in a bubble: a goroutine waiting on a socket is not waiting
