@@ -14,22 +14,23 @@
 // when gossip brings them (the domain tag is checked on every alive
 // message, in place, without decoding the other tags).
 //
-// About a gossip interval after its join, and four more times further
-// apart (the last 5 to 10 s after the join on LAN timings), a node
-// exchanges its whole member list with another member (a memberlist
-// push/pull): first with one of its seeds, which heard from every node
-// that joined through it, then with random members. A node the domain knew as left or dead (a restart) also
-// announces its join again each time (a serf join intent), so that a
-// member still holding an older "left" for it after a quick restart does
-// not keep it leaving; views re-read serf's status of a member they show
-// leaving every probe interval, as serf sends no event when such a member
-// turns alive again. When many nodes start at once, each learns from its seeds
-// only the members that joined before it, and an alive message that runs
-// out of retransmissions leaves a member unknown to some nodes until the
-// periodic push/pull, 30 s to minutes away on LAN timings; these
+// About a gossip interval after its join, and four more times further apart
+// (the last 5 to 10 s after the join on LAN timings), a node exchanges its
+// whole member list with another member (a memberlist push/pull): first
+// with one of its seeds, which heard from every node that joined through
+// it, then with random members. A node the domain knew as left or dead (a
+// restart) also announces its join again each time (a serf join intent), so
+// that a member still holding an older "left" for it after a quick restart
+// does not keep it leaving; views re-read serf's status of a member they
+// show leaving every probe interval, as serf sends no event when such a
+// member turns alive again. When many nodes start at once, each learns from
+// its seeds only the members that joined before it, and an alive message
+// that runs out of retransmissions leaves a member unknown to some nodes
+// until the periodic push/pull, 30 s to minutes away on LAN timings; these
 // exchanges close the gap, and nodes started together through the same
-// seeds all see each other after the first one. Gossip is not compressed on LAN and
-// local timings (it costs CPU and saves bandwidth a LAN does not lack).
+// seeds all see each other after the first one. Gossip is not compressed on
+// LAN and local timings (it costs CPU and saves bandwidth a LAN does not
+// lack).
 //
 // A member advertises its domain, sub-domain, role, serving state,
 // endpoints and properties in serf tags, encoded compactly because
