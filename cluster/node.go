@@ -364,7 +364,7 @@ var syncRounds = []int{1, 3, 8, 20, 50}
 // timings. These exchanges close that gap within seconds, at the cost of
 // five state transfers per join.
 //
-// The first exchange goes to one of seeds (the addresses the join
+// The first exchange goes to one of its seeds (seeds: the addresses the join
 // contacted) while one is alive, the others to a random member. Every
 // joiner exchanged state with every seed, so a seed knows all the nodes
 // that joined through it until then, where a random member may have joined
