@@ -25,12 +25,36 @@ import (
 
 const epochDiscBits = 16
 
-// nextEpoch returns an epoch greater than maxSeen for the named claimant.
-func nextEpoch(maxSeen uint64, name string) uint64 {
+// MaxEpochRound bounds the round of a claim. A claim above it is refused
+// (never elected, never counted as seen): no domain holds 2^40 elections,
+// so such a claim is forged or corrupt, and taking it as the highest seen
+// would let the next round overflow 64 bits and run the epochs backwards.
+const MaxEpochRound = 1 << 40
+
+// validClaim reports whether a claim epoch may be elected: non-zero and
+// within MaxEpochRound.
+func validClaim(epoch uint64) bool {
+	return epoch != 0 && epoch>>epochDiscBits <= MaxEpochRound
+}
+
+// nextEpoch returns an epoch greater than maxSeen for the named claimant;
+// maxSeen holds valid claims only, so the round never overflows. At the
+// bound (never reached by elections alone) the round saturates: ok is
+// false, and the caller reports it.
+func nextEpoch(maxSeen uint64, name string) (epoch uint64, ok bool) {
 	h := fnv.New32a()
 	h.Write([]byte(name))
+	// The discriminator is never 0, so no name yields a round's lowest
+	// epoch and no claim is ever 0.
+	disc := uint64(h.Sum32() & (1<<epochDiscBits - 1))
+	if disc == 0 {
+		disc = 1
+	}
 	round := maxSeen>>epochDiscBits + 1
-	return round<<epochDiscBits | uint64(h.Sum32()&(1<<epochDiscBits-1))
+	if round > MaxEpochRound {
+		return MaxEpochRound<<epochDiscBits | disc, false
+	}
+	return round<<epochDiscBits | disc, true
 }
 
 // EpochRound returns the election round of an epoch: how many elections
@@ -58,7 +82,7 @@ func electAll(members []*Member) (map[string]Member, map[string]uint64) {
 			}
 			continue
 		}
-		if m.Claim == 0 {
+		if !validClaim(m.Claim) {
 			continue
 		}
 		if !ok || cur.Claim < m.Claim || (cur.Claim == m.Claim && m.Name < cur.Name) {
@@ -114,5 +138,6 @@ func decideClaim(members []*Member, self *Member, quorum int, maxSeen uint64, ma
 			return 0
 		}
 	}
-	return nextEpoch(maxSeen, self.Name)
+	e, _ := nextEpoch(maxSeen, self.Name) // saturated: recompute reports it
+	return e
 }

@@ -820,7 +820,7 @@ func (n *Node) recompute(mayClaim bool) time.Duration {
 		}
 	}
 	for _, m := range list {
-		if m.Claim > n.maxSeen[m.SubDomain] {
+		if validClaim(m.Claim) && m.Claim > n.maxSeen[m.SubDomain] {
 			n.maxSeen[m.SubDomain] = m.Claim
 		}
 	}
