@@ -169,10 +169,19 @@ type Config struct {
 	// DeferServing keeps the node in the starting state after Join until
 	// [Node.Ready] is called. By default Join leaves it serving.
 	DeferServing bool
-	// ElectionDelay, for managers with Seeds, is how long a manager that
-	// cannot reach any seed waits alone before it elects itself. It keeps
-	// a restarting manager from claiming before it has learned of the
-	// active one. Default: 5 s (1 s with ProfileLocal).
+	// Bootstrap lets a manager with Seeds that reaches none of them elect
+	// itself alone, after ElectionDelay. Without it such a manager stays a
+	// read-only stand-by until it has contact with its domain: a typo in
+	// Seeds, or a seed host that is down, must not make a second writer
+	// (Consul's bootstrap_expect plays the same part). Set it on the one
+	// manager that starts a new domain, or to recover when every other
+	// manager is gone. A manager without Seeds is alone by design and
+	// claims as soon as it starts.
+	Bootstrap bool
+	// ElectionDelay, for managers with Seeds and Bootstrap, is how long a
+	// manager that cannot reach any seed waits alone before it elects
+	// itself. It keeps a restarting manager from claiming before it has
+	// learned of the active one. Default: 5 s (1 s with ProfileLocal).
 	ElectionDelay time.Duration
 
 	// Transport replaces the UDP/TCP sockets memberlist opens on BindAddr,

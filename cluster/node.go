@@ -635,13 +635,17 @@ func (n *Node) checkCaughtUp() time.Duration {
 
 // mayClaimNow reports whether the node may make a new claim: not during
 // its first join attempt; once in contact with its domain, only when
-// caught up (see contacted); alone, after the election delay.
+// caught up (see contacted); alone with seeds it cannot reach, only with
+// Config.Bootstrap and after the election delay.
 func (n *Node) mayClaimNow() bool {
 	if !n.joinDone.Load() {
 		return false
 	}
 	if n.contact.Load() {
 		return n.caughtUp.Load()
+	}
+	if !n.cfg.Bootstrap {
+		return false
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -840,7 +844,7 @@ func (n *Node) recompute(mayClaim bool) time.Duration {
 			default:
 			}
 		}
-		if !mayClaim && !n.contact.Load() {
+		if !mayClaim && !n.contact.Load() && n.cfg.Bootstrap {
 			wait = time.Until(n.maySince) + time.Millisecond
 		}
 	}
