@@ -111,6 +111,11 @@ type Node struct {
 	watchers map[chan *View]struct{}
 
 	msgs *messenger
+
+	// origin is the zero of the Node's monotonic clock (mono); lease is
+	// the write lease of an Active/Passive manager, nil for others.
+	origin time.Time
+	lease  *lease
 }
 
 // Join starts a Node in cfg.Domain and joins the seeds. It validates cfg
@@ -125,6 +130,7 @@ func Join(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{
+		origin:   time.Now(),
 		cfg:      cfg,
 		log:      cfg.Logger.With("domain", cfg.Domain, "node", cfg.NodeName),
 		events:   make(chan serf.Event, 4096),
@@ -243,10 +249,17 @@ func (n *Node) start(ctx context.Context) error {
 	n.msgs = newMessenger(n)
 	n.obs.register()
 
+	if cfg.Role == role.Manager && !cfg.Observer && cfg.ManagerMode == ActivePassive {
+		n.lease = newLease(n, sc.MemberlistConfig)
+	}
 	n.wg.Add(3)
 	go n.loop()
 	go n.tagger()
 	go n.msgs.run()
+	if n.lease != nil {
+		n.wg.Add(1)
+		go n.lease.run()
+	}
 
 	n.mu.Lock()
 	n.maySince = time.Now().Add(cfg.ElectionDelay)
@@ -697,6 +710,9 @@ func (n *Node) loop() {
 		if n.leaving > 0 && recheckC == nil && !rechecking {
 			recheckC = time.After(n.recheckEvery)
 		}
+		if n.lease != nil {
+			n.lease.beat.Store(n.mono())
+		}
 		awaitWait := n.checkCaughtUp()
 		wait := n.recompute(n.mayClaimNow())
 		if awaitWait > 0 && (wait == 0 || awaitWait < wait) {
@@ -834,10 +850,16 @@ func (n *Node) recompute(mayClaim bool) time.Duration {
 		if claim != self.Claim {
 			n.log.Info("election", "subdomain", self.SubDomain, "claim", claim, "previous", self.Claim)
 			n.obs.election(self.SubDomain, self.Claim, claim)
+			if claim != 0 && claim <= n.maxSeen[self.SubDomain] {
+				n.log.Warn("election: the epoch round is at its bound (MaxEpochRound) and cannot rise; the claim may not be above the highest seen", "claim", claim, "highest", n.maxSeen[self.SubDomain])
+			}
 			n.claim = claim
 			self.Claim = claim
 			if claim > n.maxSeen[self.SubDomain] {
 				n.maxSeen[self.SubDomain] = claim
+			}
+			if claim != 0 && n.lease != nil {
+				n.lease.poke()
 			}
 			select {
 			case n.tagCh <- struct{}{}:
@@ -953,14 +975,22 @@ func (n *Node) SubDomain() string { return n.cfg.SubDomain }
 func (n *Node) Role() role.Role { return n.cfg.Role }
 
 // Writable reports whether this node may write now: an active manager (any
-// live manager in Active/Active mode) that is not draining. Workers and
-// observers never are. It implements role.State and costs one atomic load.
-func (n *Node) Writable() bool { return n.writable.Load() }
+// live manager in Active/Active mode) that is not draining and, in
+// Active/Passive mode, holds its write lease (see [Profile]: it heard from
+// its domain recently enough that no other manager can have been elected).
+// Workers and observers never are. It implements role.State; it reads two
+// atomics and the monotonic clock, and allocates nothing.
+func (n *Node) Writable() bool {
+	if !n.writable.Load() {
+		return false
+	}
+	return n.lease == nil || n.lease.held()
+}
 
 // Epoch is the fencing token under which this node is writable, 0 if it is
 // not the active manager. It implements role.EpochReporter.
 func (n *Node) Epoch() uint64 {
-	if !n.writable.Load() {
+	if !n.Writable() {
 		return 0
 	}
 	n.mu.Lock()
