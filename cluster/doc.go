@@ -73,6 +73,23 @@
 //     losing either manager, or the link between them, makes the
 //     sub-domain read-only until both are back.
 //
+// # Write lease
+//
+// Fencing epochs protect the receivers of a write; the write lease
+// protects its sender. An Active/Passive active manager is writable only
+// while it holds a lease: acks, within the last lease length L, to pings
+// it sent to the domain (with Config.Quorum, from a majority of its
+// sub-domain's managers). L is SuspicionMult × ProbeInterval of the timing
+// profile: 400 ms on ProfileLocal, 4 s on ProfileLAN, 30 s on ProfileWAN.
+// The others declare it dead no sooner than ProbeTimeout + L after it last
+// answered, and only then may a stand-by claim, so after a pause (GC,
+// SIGSTOP, a stalled VM), an isolation or a stalled event loop the old
+// active stops acknowledging writes at least ProbeTimeout before another
+// may start. When its lease lapsed it renews only after a full state
+// exchange with a peer shows no higher claim; otherwise it steps down. A
+// manager whose seeds cannot be reached never elects itself unless
+// Config.Bootstrap says it may start a domain alone.
+//
 // In Active/Active mode every live manager is writable. It is allowed, as
 // in the Carbon guide, but not generally recommended: concurrent writers
 // must reconcile their own changes.

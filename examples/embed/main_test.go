@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"testing"
 	"time"
@@ -28,7 +29,7 @@ func TestRun(t *testing.T) {
 	ready := make(chan up, 1)
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, "embed.test", nil, func(n *cluster.Node, addr string) { ready <- up{n, addr} })
+		done <- run(ctx, "embed.test", nil, io.Discard, func(n *cluster.Node, addr string) { ready <- up{n, addr} })
 	}()
 	var u up
 	select {
