@@ -1,0 +1,93 @@
+package trust
+
+import (
+	"encoding/base64"
+	"strings"
+	"testing"
+)
+
+func TestClaimSignature(t *testing.T) {
+	ca := mustCA(t, "d.test")
+	m1 := mustSource(t, ca, mgr("m1"))
+	sig, err := SignClaim(m1, "d.test", "mgt", "m1", 42)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(base64.RawStdEncoding.EncodeToString(sig)); n > 90 {
+		t.Fatalf("claim signature is %d characters in base64, too big for a tag", n)
+	}
+	pub := m1.Leaf().PublicKey
+	if err := VerifyClaim(pub, sig, "d.test", "mgt", "m1", 42); err != nil {
+		t.Fatal(err)
+	}
+	for name, f := range map[string]func() error{
+		"epoch":      func() error { return VerifyClaim(pub, sig, "d.test", "mgt", "m1", 43) },
+		"name":       func() error { return VerifyClaim(pub, sig, "d.test", "mgt", "m2", 42) },
+		"sub-domain": func() error { return VerifyClaim(pub, sig, "d.test", "mgt2", "m1", 42) },
+		"domain":     func() error { return VerifyClaim(pub, sig, "e.test", "mgt", "m1", 42) },
+		// Field boundaries are part of the message: moving a byte from
+		// one field to the next changes it.
+		"boundaries": func() error { return VerifyClaim(pub, sig, "d.test", "mg", "tm1", 42) },
+		"other key": func() error {
+			return VerifyClaim(mustSource(t, ca, mgr("m2")).Leaf().PublicKey, sig, "d.test", "mgt", "m1", 42)
+		},
+	} {
+		if err := f(); err == nil || !strings.Contains(err.Error(), "bad signature") {
+			t.Errorf("tampered %s: %v", name, err)
+		}
+	}
+}
+
+func TestRevisionSignature(t *testing.T) {
+	ca := mustCA(t, "d.test")
+	m1, w1 := mustSource(t, ca, mgr("m1")), mustSource(t, ca, wrk("w1"))
+	r := Revision{Domain: "d.test", SubDomain: "mgt", Epoch: 7, Seq: 3, Root: []byte("root-hash")}
+	s, err := SignRevision(m1, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id, err := VerifyRevision(w1, r, s); err != nil || id != mgr("m1") {
+		t.Fatalf("VerifyRevision = %v, %v", id, err)
+	}
+	for name, rr := range map[string]Revision{
+		"root":  {r.Domain, r.SubDomain, r.Epoch, r.Seq, []byte("root-hasX")},
+		"seq":   {r.Domain, r.SubDomain, r.Epoch, r.Seq + 1, r.Root},
+		"epoch": {r.Domain, r.SubDomain, r.Epoch + 1, r.Seq, r.Root},
+	} {
+		if _, err := VerifyRevision(w1, rr, s); err == nil || !strings.Contains(err.Error(), "bad signature") {
+			t.Errorf("tampered %s: %v", name, err)
+		}
+	}
+	ws, _ := SignRevision(w1, r)
+	if _, err := VerifyRevision(m1, r, ws); err == nil || !strings.Contains(err.Error(), "not by a manager") {
+		t.Errorf("revision signed by a worker: %v", err)
+	}
+	rogue := mustSource(t, mustCA(t, "d.test"), mgr("m1"))
+	rs, _ := SignRevision(rogue, r)
+	if _, err := VerifyRevision(w1, r, rs); err == nil || !strings.Contains(err.Error(), "publisher's certificate") {
+		t.Errorf("revision signed under a foreign CA: %v", err)
+	}
+	if _, err := VerifyRevision(w1, r, RevisionSignature{}); err == nil || !strings.Contains(err.Error(), "not signed") {
+		t.Errorf("unsigned revision: %v", err)
+	}
+}
+
+// TestPurposesAreSeparate: a claim's signature does not verify as a
+// revision's over the same bytes, nor the other way round.
+func TestPurposesAreSeparate(t *testing.T) {
+	ca := mustCA(t, "d.test")
+	m1 := mustSource(t, ca, mgr("m1"))
+	claim, _ := SignClaim(m1, "d.test", "mgt", "m1", 1)
+	r := Revision{Domain: "d.test", SubDomain: "mgt", Epoch: 1}
+	var chain [][]byte
+	for _, c := range m1.Chain() {
+		chain = append(chain, c.Raw)
+	}
+	if _, err := VerifyRevision(m1, r, RevisionSignature{Chain: chain, Sig: claim}); err == nil {
+		t.Error("a claim signature verified as a revision signature")
+	}
+	rev, _ := SignRevision(m1, r)
+	if err := VerifyClaim(m1.Leaf().PublicKey, rev.Sig, "d.test", "mgt", "m1", 1); err == nil {
+		t.Error("a revision signature verified as a claim signature")
+	}
+}
