@@ -17,6 +17,7 @@ import (
 
 	"github.com/carbonkit/carbon/internal/tags"
 	"github.com/carbonkit/carbon/role"
+	"github.com/carbonkit/carbon/trust"
 )
 
 // DefaultPort is the gossip port used when BindAddr or a seed names no port.
@@ -178,6 +179,24 @@ type Config struct {
 	// manager is gone. A manager without Seeds is alone by design and
 	// claims as soon as it starts.
 	Bootstrap bool
+	// Trust is the domain's trust root and this node's certificate (see
+	// package trust). With it, a member counts as a worker or a manager only
+	// once it has proven a certificate naming that role, sub-domain and
+	// name; the active manager's claim must be signed by its key; and the
+	// node serves proofs of its own identity on IdentityAddr. Nil (the
+	// default) means roles are self-asserted: anyone holding the gossip key
+	// can become the writer, and Join warns so. Production domains set it.
+	// Domain, SubDomain and Role must match the certificate, NodeName
+	// defaults to the certificate's name and must match it when set. A
+	// Source loaded from files is reloaded twice a second: rotate the CA by
+	// adding the new CA to every node's CA file first, then replace the
+	// node certificates, then drop the old CA.
+	Trust *trust.Source
+	// IdentityAddr is where the node serves proofs of its identity when
+	// Trust is set: "host:port", port 0 for any free port. Peers reach it
+	// at the node's advertised host and this port. Default: BindAddr's
+	// host, port 0.
+	IdentityAddr string
 	// ElectionDelay, for managers with Seeds and Bootstrap, is how long a
 	// manager that cannot reach any seed waits alone before it elects
 	// itself. It keeps a restarting manager from claiming before it has
@@ -236,6 +255,9 @@ func (c Config) normalize() (Config, error) {
 		}
 	} else if !domainRE.MatchString(c.SubDomain) {
 		return c, configError("SubDomain", "%q: want 1 to 64 letters, digits, '.', '-' or '_'", c.SubDomain)
+	}
+	if err := c.checkTrust(); err != nil {
+		return c, err
 	}
 	if c.NodeName == "" {
 		c.NodeName = uuid.NewString()

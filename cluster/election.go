@@ -61,7 +61,10 @@ func nextEpoch(maxSeen uint64, name string) (epoch uint64, ok bool) {
 // its sub-domain had when it was taken.
 func EpochRound(epoch uint64) uint64 { return epoch >> epochDiscBits }
 
-func isManager(m *Member) bool { return m.Role == role.Manager && !m.Observer }
+// isManager reports whether m counts as a manager: it says so and, with a
+// trust root, proved a certificate that says so. An unverified member is
+// never elected, never counted toward quorum and never blocks a claim.
+func isManager(m *Member) bool { return m.Role == role.Manager && !m.Observer && m.Trusted() }
 
 // electAll computes the active manager and its epoch of every sub-domain
 // with managers in members.

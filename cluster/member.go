@@ -88,8 +88,18 @@ type Member struct {
 	State ServingState
 	// Claim is the epoch of the member's claim to be the active manager of
 	// its sub-domain, 0 if it does not claim. See [View.Active] for who
-	// actually is active.
+	// actually is active. With a trust root, a claim this node could not
+	// verify (no valid signature by the member's proven key) reads 0.
 	Claim uint64
+	// Trust says whether the member proved a certificate for its role,
+	// sub-domain and name: TrustOff when this node has no trust root.
+	Trust TrustState
+
+	// As the member's tags say, before this node's checks: the claim, its
+	// signature and the identity endpoint's port (trust on).
+	rawClaim  uint64
+	claimSig  string
+	identPort int
 }
 
 // Endpoint returns the address of the member's named endpoint.
@@ -101,14 +111,19 @@ func (m Member) Endpoint(name string) (string, bool) {
 // Routable reports whether balancers may send new work to m: alive,
 // serving, and not an observer.
 func (m Member) Routable() bool {
-	return m.Status == StatusAlive && m.State == Serving && !m.Observer
+	return m.Status == StatusAlive && m.State == Serving && !m.Observer && m.Trusted()
 }
+
+// Trusted reports whether m's role may be believed: it proved its
+// certificate, or this node has no trust root (roles are self-asserted).
+func (m Member) Trusted() bool { return m.Trust != TrustUnverified }
 
 // equal reports whether two snapshots of a member say the same.
 func (m *Member) equal(o *Member) bool {
 	return m.Name == o.Name && m.Domain == o.Domain && m.SubDomain == o.SubDomain && m.Role == o.Role &&
 		m.Observer == o.Observer && m.ManagerMode == o.ManagerMode && m.Addr == o.Addr &&
-		m.Status == o.Status && m.State == o.State && m.Claim == o.Claim &&
+		m.Status == o.Status && m.State == o.State && m.Claim == o.Claim && m.Trust == o.Trust &&
+		m.rawClaim == o.rawClaim && m.claimSig == o.claimSig && m.identPort == o.identPort &&
 		maps.Equal(m.Endpoints, o.Endpoints) && maps.Equal(m.Properties, o.Properties)
 }
 
@@ -155,6 +170,10 @@ func memberFromSerf(sm *serf.Member) (Member, bool) {
 	m.Endpoints, _ = tags.DecodeMap(t[tags.KeyEndpoints], host)
 	m.Properties, _ = tags.DecodeMap(t[tags.KeyProps], "")
 	m.Claim, _ = tags.DecodeEpoch(t[tags.KeyClaim])
+	m.rawClaim, m.claimSig = m.Claim, t[tags.KeyClaimSig]
+	if p, err := strconv.Atoi(t[tags.KeyIdentity]); err == nil && p > 0 && p < 65536 {
+		m.identPort = p
+	}
 	return m, true
 }
 

@@ -116,6 +116,14 @@ type Node struct {
 	// the write lease of an Active/Passive manager, nil for others.
 	origin time.Time
 	lease  *lease
+
+	// ver proves members' identities when Config.Trust is set (nil
+	// otherwise); sig caches the signature of the claim, guarded by mu.
+	ver *verifier
+	sig struct {
+		epoch, gen uint64
+		value      string
+	}
 }
 
 // Join starts a Node in cfg.Domain and joins the seeds. It validates cfg
@@ -224,6 +232,25 @@ func (n *Node) start(ctx context.Context) error {
 		sc.MemberlistConfig.GossipVerifyOutgoing = true
 	}
 
+	if cfg.Trust != nil {
+		addr := cfg.IdentityAddr
+		if addr == "" {
+			addr = net.JoinHostPort(bindHost, "0")
+		}
+		lis, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("cluster: IdentityAddr %q: %w", addr, err)
+		}
+		n.ver = newVerifier(n, lis)
+		defer func() {
+			if n.serf == nil {
+				n.ver.srv.Close()
+			}
+		}()
+	} else if !cfg.Observer {
+		n.log.Warn("no trust root (Config.Trust): roles are self-asserted, and anyone holding the gossip key can make itself the active manager")
+	}
+
 	// Tags are checked before serf starts so the error names our fields.
 	n.advHost = ml.AdvertiseAddr
 	// Without DeferServing the node is serving from its first gossip: no
@@ -233,7 +260,15 @@ func (n *Node) start(ctx context.Context) error {
 		n.state = Starting
 	}
 	t := n.tagsLocked()
-	if size := tags.Size(t); size > tags.MaxSize {
+	size := tags.Size(t)
+	if cfg.Role == role.Manager && !cfg.Observer {
+		// Room for the claim and, with trust, its signature, added later.
+		size += 2 + 13
+		if cfg.Trust != nil {
+			size += 2 + 96
+		}
+	}
+	if size > tags.MaxSize {
 		return fmt.Errorf("%w: Endpoints and Properties encode to %d bytes with the other tags, over memberlist's %d-byte limit (endpoints %d bytes, properties %d bytes); carry big data in a cluster message or an endpoint",
 			ErrTagsTooLarge, size, tags.MaxSize, len(t[tags.KeyEndpoints]), len(t[tags.KeyProps]))
 	}
@@ -256,6 +291,10 @@ func (n *Node) start(ctx context.Context) error {
 	go n.loop()
 	go n.tagger()
 	go n.msgs.run()
+	if n.ver != nil {
+		n.wg.Add(1)
+		go n.ver.run()
+	}
 	if n.lease != nil {
 		n.wg.Add(1)
 		go n.lease.run()
@@ -510,6 +549,15 @@ func (n *Node) aliveOthers() int {
 	return c
 }
 
+// verdicts is the channel of proofs for the loop; nil (never ready)
+// without a trust root.
+func (n *Node) verdicts() <-chan verdict {
+	if n.ver == nil {
+		return nil
+	}
+	return n.ver.results
+}
+
 func (n *Node) poke() {
 	select {
 	case n.kick <- struct{}{}:
@@ -536,6 +584,12 @@ func (n *Node) tagsLocked() map[string]string {
 	}
 	if n.claim != 0 {
 		t[tags.KeyClaim] = tags.EncodeEpoch(n.claim)
+		if n.ver != nil {
+			t[tags.KeyClaimSig] = n.signClaimLocked()
+		}
+	}
+	if n.ver != nil {
+		t[tags.KeyIdentity] = strconv.Itoa(n.ver.port())
 	}
 	return t
 }
@@ -694,6 +748,8 @@ func (n *Node) loop() {
 			n.recheckLeaving(ms)
 		case names := <-n.catchUp:
 			n.awaiting, n.awaitUntil = names, time.Now().Add(catchUpLimit)
+		case vd := <-n.verdicts():
+			n.ver.accept(vd)
 		}
 		// Take every event already queued before deciding anything: a
 		// kick right after a join must not run the election on a view
@@ -755,6 +811,9 @@ func (n *Node) handle(e serf.Event) {
 						n.leaving--
 					}
 					delete(n.members, sm.Name)
+					if n.ver != nil {
+						n.ver.forget(sm.Name)
+					}
 					if i, found := slices.BinarySearch(n.names, sm.Name); found {
 						n.names = slices.Delete(n.names, i, i+1)
 					}
@@ -784,6 +843,9 @@ func (n *Node) apply(sm *serf.Member) {
 	m, ok := n.ofDomain(sm)
 	if !ok {
 		return
+	}
+	if n.ver != nil {
+		n.ver.annotate(&m)
 	}
 	old, known := n.members[sm.Name]
 	if !known {
@@ -817,6 +879,8 @@ func (n *Node) selfLocked() Member {
 		Status:      StatusAlive,
 		State:       n.state,
 		Claim:       n.claim,
+		rawClaim:    n.claim,
+		Trust:       n.selfTrust(),
 	}
 }
 
@@ -845,7 +909,12 @@ func (n *Node) recompute(mayClaim bool) time.Duration {
 		}
 	}
 	var wait time.Duration
-	if isManager(&self) && !self.Observer {
+	// Not isManager: a manager whose own certificate lapsed must still run
+	// decideClaim, which then withdraws its claim.
+	if self.Role == role.Manager && !self.Observer {
+		if mayClaim && n.ver != nil && n.ver.undecided(self.SubDomain) {
+			mayClaim = false // a verdict will kick the loop
+		}
 		claim := decideClaim(list, &self, n.cfg.Quorum, n.maxSeen[self.SubDomain], mayClaim)
 		if claim != self.Claim {
 			n.log.Info("election", "subdomain", self.SubDomain, "claim", claim, "previous", self.Claim)
@@ -1053,6 +1122,9 @@ func (n *Node) Close() error {
 	n.mu.Unlock()
 	close(n.stop)
 	err := n.serf.Shutdown()
+	if n.ver != nil {
+		n.ver.srv.Close()
+	}
 	n.wg.Wait()
 	n.obs.unregister()
 	n.watchMu.Lock()

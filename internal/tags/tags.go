@@ -24,6 +24,8 @@ const (
 	KeyClaim     = "a" // active claim epoch in base 36; absent when not claiming
 	KeyEndpoints = "e" // url-encoded name=addr pairs; addr ":port" means the member's own host
 	KeyProps     = "p" // url-encoded properties
+	KeyIdentity  = "i" // port of the identity endpoint (trust on), base 10
+	KeyClaimSig  = "c" // signature of the claim (trust on), unpadded base64
 )
 
 // Values of KeyRole.
