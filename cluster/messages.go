@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"strings"
@@ -141,4 +142,20 @@ func (m *messenger) run() {
 			}
 		}
 	}
+}
+
+// encodeFrom prefixes a payload with the sender's name.
+func encodeFrom(from string, payload []byte) []byte {
+	b := make([]byte, 0, binary.MaxVarintLen32+len(from)+len(payload))
+	b = binary.AppendUvarint(b, uint64(len(from)))
+	b = append(b, from...)
+	return append(b, payload...)
+}
+
+func decodeFrom(b []byte) (string, []byte, bool) {
+	l, k := binary.Uvarint(b)
+	if k <= 0 || uint64(len(b)-k) < l {
+		return "", nil, false
+	}
+	return string(b[k : k+int(l)]), b[k+int(l):], true
 }

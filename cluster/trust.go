@@ -328,7 +328,7 @@ func (v *verifier) annotate(m *Member) {
 // a claim meanwhile: the member may be the verified active whose claim it
 // cannot read yet. Loop only.
 func (v *verifier) undecided(sub string) bool {
-	for name, m := range v.n.members {
+	for name, m := range v.n.ls.members {
 		if m.Role != role.Manager || m.Observer || m.SubDomain != sub || m.Status != StatusAlive {
 			continue
 		}
@@ -350,7 +350,7 @@ func (v *verifier) accept(vd verdict) {
 		v.reproveAll()
 		return
 	}
-	old, ok := n.members[vd.name]
+	old, ok := n.ls.members[vd.name]
 	if !ok {
 		return
 	}
@@ -385,8 +385,8 @@ func (v *verifier) accept(vd verdict) {
 	cp := *old
 	v.annotate(&cp)
 	if !cp.equal(old) {
-		n.members[vd.name] = &cp
-		n.dirty = true
+		n.ls.members[vd.name] = &cp
+		n.ls.dirty = true
 	}
 }
 
@@ -407,7 +407,7 @@ var errReprove, errReproveAll = errors.New("reprove"), errors.New("reprove all")
 // reproveAll asks for a new proof of every member, keeping the current
 // verdicts until they come: the node's CA bundle changed. Loop only.
 func (v *verifier) reproveAll() {
-	for name, m := range v.n.members {
+	for name, m := range v.n.ls.members {
 		if key, ok := v.keyOf(m); ok {
 			if vd, have := v.verdicts[name]; have && vd.key == key {
 				v.mu.Lock()
