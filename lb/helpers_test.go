@@ -22,6 +22,7 @@ import (
 	"github.com/carbonkit/carbon/internal/testpb"
 	"github.com/carbonkit/carbon/internal/testutil"
 	"github.com/carbonkit/carbon/role"
+	"github.com/carbonkit/carbon/trust"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -94,6 +95,7 @@ type memberSpec struct {
 	seeds    []string
 	props    map[string]string
 	guard    bool // a role Guard on the gRPC server
+	trust    *trust.Source
 }
 
 // startBackend starts the servers, then joins the node with their
@@ -114,7 +116,10 @@ func startBackend(t testing.TB, domain string, spec memberSpec) *backend {
 		Domain: domain, Role: spec.role, Observer: spec.observer, NodeName: spec.name,
 		BindAddr: "127.0.0.1:0", Profile: cluster.ProfileLocal, Seeds: spec.seeds,
 		Endpoints:  map[string]string{"grpc": b.gaddr, "http": b.haddr},
-		Properties: spec.props, Logger: testLogger(),
+		Properties: spec.props, Logger: testLogger(), Trust: spec.trust,
+	}
+	if spec.trust != nil {
+		cfg.NodeName = ""
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
