@@ -89,8 +89,8 @@ func TestWritesNeverReachAnUnverifiedManager(t *testing.T) {
 	tg := map[string]string{
 		tags.KeyDomain: domain, tags.KeyRole: tags.RoleManager, tags.KeySubDomain: "mgt",
 		tags.KeyState: tags.StateServing, tags.KeyClaim: tags.EncodeEpoch(claim),
-		tags.KeyIdentity: strconv.Itoa(il.Addr().(*net.TCPAddr).Port),
-		tags.KeyClaimSig: base64.RawStdEncoding.EncodeToString(sig),
+		tags.KeyIdentity:  strconv.Itoa(il.Addr().(*net.TCPAddr).Port),
+		tags.KeyClaimSig:  base64.RawStdEncoding.EncodeToString(sig),
 		tags.KeyEndpoints: tags.EncodeMap(map[string]string{"grpc": gl.Addr().String()}, ""),
 	}
 	rogue := rawSerf(t, "rogue", tg, m1.node.Self().Addr)
