@@ -139,6 +139,10 @@ func BenchmarkInterceptor(b *testing.B) {
 	read := &grpc.UnaryServerInfo{FullMethod: testpb.Guard_Get_FullMethodName}
 	write := &grpc.UnaryServerInfo{FullMethod: testpb.Guard_Put_FullMethodName}
 	wu, ws, au := worker.UnaryServerInterceptor(), worker.StreamServerInterceptor(), active.UnaryServerInterceptor()
+	// With the writer rule (RequireWriterIdentity): reads cost what they
+	// cost without it.
+	ruled := role.NewGuard(role.Static(role.Manager), role.RequireWriterIdentity("d.test"))
+	ru := ruled.UnaryServerInterceptor()
 	sread := &grpc.StreamServerInfo{FullMethod: testpb.Guard_Watch_FullMethodName, IsClientStream: true, IsServerStream: true}
 	for _, bc := range []struct {
 		name string
@@ -148,6 +152,7 @@ func BenchmarkInterceptor(b *testing.B) {
 		{"stream-read", func() { _ = ws(nil, nil, sread, snoop) }},
 		{"unary-write-active", func() { _, _ = au(ctx, nil, write, noop) }},
 		{"unary-write-rejected", func() { _, _ = wu(ctx, nil, write, noop) }},
+		{"unary-read-active-writer-rule", func() { _, _ = ru(ctx, nil, read, noop) }},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			bc.f()

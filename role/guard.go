@@ -11,6 +11,7 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/metric/noop"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/peer"
 )
 
 // Guard enforces read-only mode: on a node that is not writable it lets
@@ -26,7 +27,8 @@ import (
 type Guard struct {
 	state    State
 	class    *Classifier
-	endpoint string // active disclosure; "" = off
+	endpoint string      // active disclosure; "" = off
+	writer   *writerRule // nil: any caller may write
 	rejected metric.Int64Counter
 	attrs    cowMap[attrKey, metric.AddOption]
 }
@@ -47,6 +49,7 @@ type guardConfig struct {
 	rules    []ClassifierOption
 	endpoint string
 	mp       metric.MeterProvider
+	writer   *writerRule
 }
 
 type guardOption func(*guardConfig)
@@ -98,7 +101,7 @@ func NewGuard(s State, opts ...GuardOption) *Guard {
 	if cfg.mp == nil {
 		cfg.mp = otel.GetMeterProvider()
 	}
-	g := &Guard{state: s, class: cfg.class, endpoint: cfg.endpoint}
+	g := &Guard{state: s, class: cfg.class, endpoint: cfg.endpoint, writer: cfg.writer}
 	c, err := cfg.mp.Meter("github.com/carbonkit/carbon/role").Int64Counter(MetricRejected,
 		metric.WithDescription("Writes rejected by a read-only node."),
 		metric.WithUnit("{request}"))
@@ -121,10 +124,17 @@ func (g *Guard) writable() bool {
 // [ReadOnlyError.GRPCStatus] (FailedPrecondition).
 func (g *Guard) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		if g.writable() || g.class.IsRead(info.FullMethod) {
+		w := g.writable()
+		if (w && g.writer == nil) || g.class.IsRead(info.FullMethod) {
 			return handler(ctx, req)
 		}
-		return nil, g.reject(ctx, info.FullMethod, info.FullMethod)
+		if !w {
+			return nil, g.reject(ctx, info.FullMethod, info.FullMethod)
+		}
+		if err := g.writer.checkGRPC(ctx); err != nil {
+			return nil, err
+		}
+		return handler(ctx, req)
 	}
 }
 
@@ -142,6 +152,11 @@ func (g *Guard) StreamServerInterceptor() grpc.StreamServerInterceptor {
 		}
 		if !g.writable() {
 			return g.reject(ss.Context(), info.FullMethod, info.FullMethod)
+		}
+		if g.writer != nil {
+			if err := g.writer.checkGRPC(ss.Context()); err != nil {
+				return err
+			}
 		}
 		return handler(srv, &writeStream{ServerStream: ss, g: g, method: info.FullMethod})
 	}
@@ -178,11 +193,18 @@ func (s *writeStream) RecvMsg(m any) error {
 // refuses it for what it is.
 func (g *Guard) HTTP(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if g.writable() || g.class.IsReadRequest(r) {
+		ok := g.writable()
+		if (ok && g.writer == nil) || g.class.IsReadRequest(r) {
 			next.ServeHTTP(w, r)
 			return
 		}
-		g.rejectHTTP(w, r)
+		if !ok {
+			g.rejectHTTP(w, r)
+			return
+		}
+		if g.checkWriterHTTP(w, r) {
+			next.ServeHTTP(w, r)
+		}
 	})
 }
 
@@ -239,6 +261,11 @@ func httpMethodAttr(m string) string {
 // handler, the error reaches the client as the usual FailedPrecondition.
 func (g *Guard) CheckWrite(ctx context.Context) error {
 	if g.writable() {
+		if g.writer != nil {
+			if _, ok := peer.FromContext(ctx); ok {
+				return g.writer.checkGRPC(ctx)
+			}
+		}
 		return nil
 	}
 	method, ok := grpc.Method(ctx)
