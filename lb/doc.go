@@ -85,8 +85,9 @@
 //     are routed but never retried.
 //   - It does not measure network coordinates itself: [Nearest] asks
 //     [WithRTT].
-//   - Dial uses insecure transport credentials unless [WithDialOptions]
-//     gives others.
+//   - Without a trust root on the Node, Dial uses insecure transport
+//     credentials unless [WithDialOptions] gives others; with one, it runs
+//     mutual TLS and checks each member's certificate against its name.
 //
 // # Metrics
 //

@@ -16,6 +16,7 @@ import (
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 
 	"github.com/carbonkit/carbon/cluster"
@@ -131,6 +132,9 @@ func startBackend(t testing.TB, domain string, spec memberSpec) *backend {
 	var sopts []grpc.ServerOption
 	if spec.guard {
 		sopts = append(sopts, grpc.UnaryInterceptor(role.NewGuard(n).UnaryServerInterceptor()))
+	}
+	if spec.trust != nil {
+		sopts = append(sopts, grpc.Creds(credentials.NewTLS(trust.ServerTLSConfig(spec.trust, trust.AuthorizeDomain(domain)))))
 	}
 	b.srv = grpc.NewServer(sopts...)
 	testpb.RegisterGuardServer(b.srv, b)

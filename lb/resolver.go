@@ -77,8 +77,12 @@ func (s *state) resolverState(ps []peer) resolver.State {
 	}
 	for _, p := range ps {
 		a := attributes.New(memberKey{}, memberAttr{name: p.name, weight: p.weight, rank: p.rank, since: p.since})
-		st.Endpoints = append(st.Endpoints, resolver.Endpoint{Addresses: []resolver.Address{{Addr: p.addr}}, Attributes: a})
-		st.Addresses = append(st.Addresses, resolver.Address{Addr: p.addr})
+		addr := resolver.Address{Addr: p.addr}
+		if s.named {
+			addr.ServerName = p.name
+		}
+		st.Endpoints = append(st.Endpoints, resolver.Endpoint{Addresses: []resolver.Address{addr}, Attributes: a})
+		st.Addresses = append(st.Addresses, addr)
 	}
 	return st
 }

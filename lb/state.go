@@ -116,6 +116,9 @@ func (st *memberStats) inFlight() int64 {
 type state struct {
 	o   *options
 	sub string
+	// named: each address carries its member's name as ServerName, which
+	// the trust credentials check the server's certificate against.
+	named bool
 
 	mu      sync.Mutex
 	stats   map[string]*memberStats

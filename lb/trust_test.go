@@ -13,6 +13,7 @@ import (
 	"github.com/hashicorp/memberlist"
 	"github.com/hashicorp/serf/serf"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 
 	"github.com/carbonkit/carbon/cluster"
 	"github.com/carbonkit/carbon/internal/tags"
@@ -155,4 +156,40 @@ func rawSerf(t *testing.T, name string, tg map[string]string, seed string) *serf
 		t.Fatal(err)
 	}
 	return s
+}
+
+// TestMemberCredentialsCheckTheName: a server proving a valid certificate
+// of another member is refused: a tag pointing a member's endpoint at
+// someone else's server gets no connection.
+func TestMemberCredentialsCheckTheName(t *testing.T) {
+	ca, _ := trust.NewCA("creds.test")
+	src := func(name string) *trust.Source {
+		is, _ := ca.Issue(trust.Identity{Domain: "creds.test", SubDomain: "mgt", Role: trust.RoleManager, Name: name})
+		s, err := trust.SourceOf(ca, is)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	m1, m2 := src("m1"), src("m2")
+	lis, _ := net.Listen("tcp", "127.0.0.1:0")
+	gs := grpc.NewServer(grpc.Creds(credentials.NewTLS(trust.ServerTLSConfig(m1, trust.AuthorizeDomain("creds.test")))))
+	go gs.Serve(lis)
+	defer gs.Stop()
+	c := newMemberCredentials(m2, "creds.test", "mgt")
+	for name, wantOK := range map[string]bool{"m1": true, "m2": false} {
+		raw, err := net.Dial("tcp", lis.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn, _, err := c.ClientHandshake(context.Background(), name, raw)
+		if (err == nil) != wantOK {
+			t.Errorf("handshake as %q with the server of m1: %v, want ok=%v", name, err, wantOK)
+		}
+		if err == nil {
+			conn.Close()
+		} else {
+			raw.Close()
+		}
+	}
 }
