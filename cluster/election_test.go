@@ -166,7 +166,7 @@ func (f *fleet) crash(name string) {
 // restart starts a crashed or left node again with the same name and address.
 func (f *fleet) restart(name string) *Node {
 	cfg := f.cfgs[name]
-	return f.add(name, cfg.Role, func(c *Config) { c.ManagerMode, c.Quorum = cfg.ManagerMode, cfg.Quorum })
+	return f.add(name, cfg.Role, func(c *Config) { c.ManagerMode, c.Quorum, c.Trust = cfg.ManagerMode, cfg.Quorum, cfg.Trust })
 }
 
 // agreed returns the active manager every live node agrees on, with its
