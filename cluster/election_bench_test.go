@@ -28,9 +28,9 @@ func electionFleet(b *testing.B, ca *trust.CA) *fleet {
 			return nil
 		}
 		return func(c *Config) {
-			id := trust.Identity{Domain: c.Domain, SubDomain: c.SubDomain, Role: trust.RoleWorker, Name: name}
+			id := trust.Identity{Domain: c.Domain, SubDomain: SubDomainWorker, Role: trust.RoleWorker, Name: name}
 			if r == role.Manager {
-				id.Role = trust.RoleManager
+				id.SubDomain, id.Role = SubDomainManager, trust.RoleManager
 			}
 			is, err := ca.Issue(id)
 			if err != nil {

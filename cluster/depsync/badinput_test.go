@@ -25,6 +25,7 @@ type evil struct {
 	info     *depsyncpb.RevisionInfo
 	manifest *depsyncpb.RevisionManifest
 	blobs    map[[32]byte][]byte
+	blobReqs int
 }
 
 func (e *evil) Latest(context.Context, *depsyncpb.LatestRequest) (*depsyncpb.RevisionInfo, error) {
@@ -42,6 +43,7 @@ func (e *evil) Manifest(context.Context, *depsyncpb.ManifestRequest) (*depsyncpb
 func (e *evil) Blob(req *depsyncpb.BlobRequest, st depsyncpb.DepSync_BlobServer) error {
 	e.mu.Lock()
 	b, ok := e.blobs[[32]byte(req.GetSha256())]
+	e.blobReqs++
 	e.mu.Unlock()
 	if !ok {
 		return status.Error(codes.NotFound, "no")

@@ -25,6 +25,7 @@ import (
 	"github.com/carbonkit/carbon/cluster/depsync"
 	"github.com/carbonkit/carbon/internal/testutil"
 	"github.com/carbonkit/carbon/role"
+	"github.com/carbonkit/carbon/trust"
 )
 
 func TestMain(m *testing.M) {
@@ -69,6 +70,8 @@ type nodeCfg struct {
 	opts         depsync.Options
 	// register, when set, replaces the Syncer's service (an evil server).
 	register func(*grpc.Server)
+	// trust is the node's trust root and certificate (nil: none).
+	trust *trust.Source
 }
 
 func startNode(t testing.TB, c nodeCfg) *tnode {
@@ -80,7 +83,10 @@ func startNode(t testing.TB, c nodeCfg) *tnode {
 	cfg := cluster.Config{
 		Domain: c.domain, Role: c.role, NodeName: c.name, BindAddr: "127.0.0.1:0",
 		Profile: cluster.ProfileLocal, Endpoints: map[string]string{"grpc": lis.Addr().String()},
-		Logger: testLogger(),
+		Logger: testLogger(), Trust: c.trust,
+	}
+	if c.trust != nil {
+		cfg.NodeName = ""
 	}
 	if c.seed != "" {
 		cfg.Seeds = []string{c.seed}

@@ -56,6 +56,11 @@ var (
 	ErrDeploy = errors.New("depsync: deploy hook failed, rolled back")
 	// ErrClosed is returned after Close.
 	ErrClosed = errors.New("depsync: closed")
+	// ErrUnsigned: with a trust root, a revision that is not signed by the
+	// active manager this node follows (no signature, a bad one, or one by
+	// a certificate that is not that manager's) is refused before anything
+	// is fetched.
+	ErrUnsigned = errors.New("depsync: revision not signed by the active manager")
 )
 
 // Revision names one published state of the deployment folder. Revisions
@@ -126,6 +131,9 @@ type File struct {
 type manifest struct {
 	rev   Revision
 	files []File
+	// With a trust root: the publisher's chain and signature.
+	chain [][]byte
+	sig   []byte
 }
 
 // rootHash is the SHA-256 of the canonical encoding of files (sorted by
@@ -249,7 +257,7 @@ func fromProto(pm *depsyncpb.RevisionManifest, lim limits) (*manifest, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &manifest{files: sorted}
+	m := &manifest{files: sorted, chain: pm.GetPublisherChain(), sig: pm.GetSignature()}
 	m.rev = Revision{Epoch: pm.GetEpoch(), Seq: pm.GetSeq(), Root: rootHash(sorted), Files: len(sorted)}
 	for _, f := range sorted {
 		m.rev.Size += f.Size
@@ -262,7 +270,7 @@ func fromProto(pm *depsyncpb.RevisionManifest, lim limits) (*manifest, error) {
 
 // toProto encodes m.
 func (m *manifest) toProto() *depsyncpb.RevisionManifest {
-	pm := &depsyncpb.RevisionManifest{Epoch: m.rev.Epoch, Seq: m.rev.Seq, Root: m.rev.Root[:]}
+	pm := &depsyncpb.RevisionManifest{Epoch: m.rev.Epoch, Seq: m.rev.Seq, Root: m.rev.Root[:], PublisherChain: m.chain, Signature: m.sig}
 	pm.Files = make([]*depsyncpb.File, len(m.files))
 	for i, f := range m.files {
 		pm.Files[i] = &depsyncpb.File{Path: f.Path, Mode: uint32(f.Mode), Size: uint64(f.Size), Sha256: f.SHA256[:]}

@@ -480,6 +480,9 @@ func (s *Syncer) sync(ctx context.Context, mgrName, ep string) (Revision, error)
 	if m.rev.Root != rev.Root {
 		return Revision{}, fmt.Errorf("%w: manifest %s from %s does not match its announced root", ErrBadHash, rev.ID(), mgrName)
 	}
+	if err := s.checkSigned(m, mgrName); err != nil {
+		return Revision{}, err
+	}
 	if err := s.fetch(ctx, m, mgrName, ep); err != nil {
 		return Revision{}, err
 	}
@@ -738,6 +741,9 @@ func (s *Syncer) publish(ctx context.Context, folder string, epoch uint64) (Revi
 		return Revision{}, err
 	}
 	m := &manifest{files: sorted, rev: Revision{Epoch: epoch, Seq: last.Seq + 1, Root: rootHash(sorted), Files: len(sorted), Size: total}}
+	if err := s.sign(m); err != nil {
+		return Revision{}, err
+	}
 	// The snapshot took time: publish only if still active in this epoch.
 	if !s.n.Writable() || s.n.Epoch() != epoch {
 		return Revision{}, fmt.Errorf("%w: lost the active role during the snapshot", ErrNotActive)

@@ -264,13 +264,18 @@ func (x *File) GetSha256() []byte {
 }
 
 type RevisionManifest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Epoch         uint64                 `protobuf:"varint,1,opt,name=epoch,proto3" json:"epoch,omitempty"`
-	Seq           uint64                 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
-	Root          []byte                 `protobuf:"bytes,3,opt,name=root,proto3" json:"root,omitempty"`
-	Files         []*File                `protobuf:"bytes,4,rep,name=files,proto3" json:"files,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Epoch uint64                 `protobuf:"varint,1,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Seq   uint64                 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	Root  []byte                 `protobuf:"bytes,3,opt,name=root,proto3" json:"root,omitempty"`
+	Files []*File                `protobuf:"bytes,4,rep,name=files,proto3" json:"files,omitempty"`
+	// With a trust root: the publishing manager's certificate chain (DER,
+	// leaf first) and its signature over domain, sub-domain, epoch, seq and
+	// root (package trust, SignRevision).
+	PublisherChain [][]byte `protobuf:"bytes,5,rep,name=publisher_chain,json=publisherChain,proto3" json:"publisher_chain,omitempty"`
+	Signature      []byte   `protobuf:"bytes,6,opt,name=signature,proto3" json:"signature,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *RevisionManifest) Reset() {
@@ -327,6 +332,20 @@ func (x *RevisionManifest) GetRoot() []byte {
 func (x *RevisionManifest) GetFiles() []*File {
 	if x != nil {
 		return x.Files
+	}
+	return nil
+}
+
+func (x *RevisionManifest) GetPublisherChain() [][]byte {
+	if x != nil {
+		return x.PublisherChain
+	}
+	return nil
+}
+
+func (x *RevisionManifest) GetSignature() []byte {
+	if x != nil {
+		return x.Signature
 	}
 	return nil
 }
@@ -466,12 +485,14 @@ const file_depsync_proto_rawDesc = "" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x12\n" +
 	"\x04mode\x18\x02 \x01(\rR\x04mode\x12\x12\n" +
 	"\x04size\x18\x03 \x01(\x04R\x04size\x12\x16\n" +
-	"\x06sha256\x18\x04 \x01(\fR\x06sha256\"}\n" +
+	"\x06sha256\x18\x04 \x01(\fR\x06sha256\"\xc4\x01\n" +
 	"\x10RevisionManifest\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x12\n" +
 	"\x04root\x18\x03 \x01(\fR\x04root\x12-\n" +
-	"\x05files\x18\x04 \x03(\v2\x17.carbon.depsync.v1.FileR\x05files\"e\n" +
+	"\x05files\x18\x04 \x03(\v2\x17.carbon.depsync.v1.FileR\x05files\x12'\n" +
+	"\x0fpublisher_chain\x18\x05 \x03(\fR\x0epublisherChain\x12\x1c\n" +
+	"\tsignature\x18\x06 \x01(\fR\tsignature\"e\n" +
 	"\vBlobRequest\x12\x16\n" +
 	"\x06sha256\x18\x01 \x01(\fR\x06sha256\x12\x16\n" +
 	"\x06offset\x18\x02 \x01(\x04R\x06offset\x12\x14\n" +
