@@ -401,3 +401,43 @@ func writeFile(t *testing.T, path string, b []byte) {
 		t.Fatal(err)
 	}
 }
+
+// TestNameTakeoverCannotEvict: a rogue that joins under the name of the
+// live, verified active manager (serf resolves name conflicts by a vote)
+// does not evict it: the real m1 keeps running and stays active at its
+// own address on every node.
+func TestNameTakeoverCannotEvict(t *testing.T) {
+	d := newTrusted(t, "trust.test")
+	m1 := start(t, d.config("m1", role.Manager))
+	m2 := start(t, d.config("m2", role.Manager, addrOf(m1)))
+	w1 := start(t, d.config("w1", role.Worker, addrOf(m1)))
+	nodes := []*Node{m1, m2, w1}
+	waitFor(t, 10*time.Second, "3 members", converged(nodes, 3))
+	waitFor(t, 10*time.Second, "m1 writable", m1.Writable)
+	addr := addrOf(m1)
+	tg := map[string]string{tags.KeyDomain: d.domain, tags.KeyRole: tags.RoleManager, tags.KeySubDomain: "mgt",
+		tags.KeyState: tags.StateServing, tags.KeyClaim: tags.EncodeEpoch(m1.Epoch() + 5<<epochDiscBits)}
+	r := rogue(t, "m1", trustKey, tg, addrOf(m2))
+	// The rogue's own serf sees the conflict too; wait until the domain
+	// has answered its alive messages (m2 knows of it by then).
+	waitFor(t, 10*time.Second, "the rogue's join answered", func() bool { return r.NumNodes() >= 2 })
+	deadline := time.Now().Add(2 * time.Second)
+	waitFor(t, 5*time.Second, "two seconds of gossip", func() bool { return time.Now().After(deadline) })
+	select {
+	case <-m1.Done():
+		t.Fatal("m1 was shut down by the name conflict")
+	default:
+	}
+	for _, n := range nodes {
+		m, ok := n.View().Member("m1")
+		if !ok || m.Addr != addr || m.Trust != TrustVerified || m.Status != StatusAlive {
+			t.Errorf("%s sees m1 as %+v, want alive and verified at %s", n.Name(), m, addr)
+		}
+		if a, _ := n.Active("mgt"); a.Name != "m1" || a.Addr != addr {
+			t.Errorf("%s: active %s at %s", n.Name(), a.Name, a.Addr)
+		}
+	}
+	if !m1.Writable() {
+		t.Error("m1 is no longer writable")
+	}
+}
