@@ -14,7 +14,15 @@ import (
 
 	"github.com/carbonkit/carbon/cluster"
 	"github.com/carbonkit/carbon/examples/internal/telemetry"
+	"github.com/carbonkit/carbon/trust"
 )
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
 
 // EnvName returns the environment variable of a flag: "sub-domain" ->
 // "CARBON_SUB_DOMAIN".
@@ -52,6 +60,7 @@ type Node struct {
 	Key, Profile, Snapshot  string
 	LogLevel, OTel          string
 	DrainTimeout            string
+	CA, Cert, CertKey       string
 	fs                      *flag.FlagSet
 	defaultSub, programName string
 }
@@ -71,6 +80,9 @@ func NodeFlags(fs *flag.FlagSet, program, defaultSub string) *Node {
 	fs.StringVar(&n.Snapshot, "snapshot", Env("snapshot", ""), "file recording known peers, to rejoin them after a restart ($CARBON_SNAPSHOT)")
 	fs.StringVar(&n.LogLevel, "log", Env("log", "info"), "log level: debug, info, warn or error ($CARBON_LOG)")
 	fs.StringVar(&n.OTel, "otel", Env("otel", "none"), "OpenTelemetry exporter for metrics and spans: none or stdout ($CARBON_OTEL)")
+	fs.StringVar(&n.CA, "ca", Env("ca", ""), "PEM file of the CA certificates the domain trusts; with -cert and -key turns the trust root on ($CARBON_CA)")
+	fs.StringVar(&n.Cert, "cert", Env("cert", ""), "PEM file of this node's certificate chain, URI SAN spiffe://<domain>/<sub-domain>/<role>/<name> ($CARBON_CERT)")
+	fs.StringVar(&n.CertKey, "cert-key", Env("cert-key", ""), "PEM file of the certificate's private key ($CARBON_CERT_KEY)")
 	fs.StringVar(&n.DrainTimeout, "drain-timeout", Env("drain-timeout", "10s"), "how long a graceful shutdown may take ($CARBON_DRAIN_TIMEOUT)")
 	return n
 }
@@ -119,6 +131,14 @@ func (n *Node) Config(rt Runtime) (cluster.Config, error) {
 		if cfg.Key, err = base64.StdEncoding.DecodeString(n.Key); err != nil {
 			return cluster.Config{}, fmt.Errorf("-key: not base64: %w", err)
 		}
+	}
+	switch set := b2i(n.CA != "") + b2i(n.Cert != "") + b2i(n.CertKey != ""); {
+	case set == 3:
+		if cfg.Trust, err = trust.LoadFiles(n.CA, n.Cert, n.CertKey); err != nil {
+			return cluster.Config{}, fmt.Errorf("-ca/-cert/-cert-key: %w", err)
+		}
+	case set > 0:
+		return cluster.Config{}, fmt.Errorf("-ca, -cert and -cert-key go together: give all three or none")
 	}
 	return cfg, nil
 }

@@ -102,7 +102,9 @@ func TestDirectCallsRefuseAnotherServerAtTheAddress(t *testing.T) {
 	dead.Kill()
 	topo.killed[dead] = true
 	impostor, err := server.Start(ctx, server.Config{
-		Cluster:  topo.clusterConfig("elsewhere", dead.Node().Name(), role.Worker),
+		// Same domain and CA, not joined to it: its certificate passes the
+		// TLS handshake, so only the instance check can tell it apart.
+		Cluster:  topo.clusterConfig(dead.Node().Domain(), dead.Node().Name(), role.Worker),
 		GRPCAddr: dead.GRPCAddr(),
 	})
 	if err != nil {

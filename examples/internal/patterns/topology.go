@@ -8,11 +8,13 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 
@@ -22,6 +24,7 @@ import (
 	"github.com/carbonkit/carbon/examples/internal/server"
 	"github.com/carbonkit/carbon/lb"
 	"github.com/carbonkit/carbon/role"
+	"github.com/carbonkit/carbon/trust"
 )
 
 // ErrPattern is returned for a pattern other than 1, 2 or 3.
@@ -92,6 +95,9 @@ type Topology struct {
 	watch  *cluster.Node
 	killed map[*server.Server]bool
 	conns  []*grpc.ClientConn
+	// cas are the CAs of the topology's domains (see certificate).
+	caMu sync.Mutex
+	cas  map[string]*trust.CA
 }
 
 func (o *Options) defaults() {
@@ -111,7 +117,43 @@ func (t *Topology) clusterConfig(domain, name string, r role.Role, seeds ...stri
 		Domain: domain, Role: r, NodeName: name, BindAddr: "127.0.0.1:0",
 		Seeds: seeds, Profile: t.opts.Profile, Logger: t.opts.Logger.With("node", name),
 		MeterProvider: t.opts.MeterProvider, TracerProvider: t.opts.TracerProvider,
+		Trust: t.certificate(domain, name, r),
 	}
+}
+
+// certificate issues name a certificate for its role from the domain's
+// CA, made on first use: every pattern runs with a trust root, as a
+// production domain should.
+func (t *Topology) certificate(domain, name string, r role.Role) *trust.Source {
+	t.caMu.Lock()
+	defer t.caMu.Unlock()
+	if t.cas == nil {
+		t.cas = map[string]*trust.CA{}
+	}
+	ca, ok := t.cas[domain]
+	if !ok {
+		var err error
+		if ca, err = trust.NewCA(domain); err != nil {
+			panic(err) // the domains here are valid trust domains
+		}
+		t.cas[domain] = ca
+	}
+	id := trust.Identity{Domain: domain, SubDomain: "lb", Role: trust.RoleObserver, Name: name}
+	switch r {
+	case role.Manager:
+		id.SubDomain, id.Role = cluster.SubDomainManager, trust.RoleManager
+	case role.Worker:
+		id.SubDomain, id.Role = cluster.SubDomainWorker, trust.RoleWorker
+	}
+	is, err := ca.Issue(id)
+	if err != nil {
+		panic(err)
+	}
+	src, err := trust.SourceOf(ca, is)
+	if err != nil {
+		panic(err)
+	}
+	return src
 }
 
 func (t *Topology) observer(ctx context.Context, domain, name string, seeds ...string) (*cluster.Node, error) {
@@ -150,7 +192,7 @@ func Start(ctx context.Context, opts Options) (_ *Topology, err error) {
 		if mgrSeed != "" {
 			seeds = []string{mgrSeed}
 		}
-		s, err := server.Start(ctx, server.Config{Cluster: t.clusterConfig(mgrDomain, fmt.Sprintf("manager-%d", i), role.Manager, seeds...)})
+		s, err := server.Start(ctx, server.Config{Cluster: t.clusterConfig(mgrDomain, fmt.Sprintf("manager-%d", i), role.Manager, seeds...), PlainGRPC: opts.Nginx != ""})
 		if err != nil {
 			return nil, fmt.Errorf("patterns: start manager-%d: %w", i, err)
 		}
@@ -171,7 +213,7 @@ func Start(ctx context.Context, opts Options) (_ *Topology, err error) {
 		if wkSeed != "" {
 			seeds = []string{wkSeed}
 		}
-		cfg := server.Config{Cluster: t.clusterConfig(wkDomain, name, role.Worker, seeds...)}
+		cfg := server.Config{Cluster: t.clusterConfig(wkDomain, name, role.Worker, seeds...), PlainGRPC: opts.Nginx != ""}
 		if opts.Pattern == 2 {
 			f := t.clusterConfig(mgrDomain, name, role.None, mgrSeed)
 			cfg.Follow = &f
@@ -328,6 +370,17 @@ func (t *Topology) waitWhole(ctx context.Context) error {
 	return nil
 }
 
+// writesClient is the client of t.writesAddr: a balancer, or in pattern 1
+// the only manager, reached over mutual TLS when it serves that way.
+func (t *Topology) writesClient() (pb.CatalogClient, error) {
+	if m := t.Managers[0]; t.opts.Pattern == 1 && m.PeerTLS() {
+		d := m.Node().Domain()
+		creds := credentials.NewTLS(trust.ClientTLSConfig(t.certificate(d, "tour-client", role.None), trust.AuthorizeDomain(d)))
+		return t.client(t.writesAddr, grpc.WithTransportCredentials(creds))
+	}
+	return t.client(t.writesAddr)
+}
+
 // client returns a Catalog client of a gRPC address, closed with t.
 func (t *Topology) client(addr string, opts ...grpc.DialOption) (pb.CatalogClient, error) {
 	cc, err := grpc.NewClient(addr, append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, opts...)...)
@@ -343,7 +396,13 @@ func (t *Topology) client(addr string, opts ...grpc.DialOption) (pb.CatalogClien
 // any process may take its port, and its node's name is no proof (another
 // topology's worker-2 has it too).
 func (t *Topology) serverClient(s *server.Server) (pb.CatalogClient, error) {
-	return t.client(s.GRPCAddr(), grpc.WithUnaryInterceptor(expectInstance(s)))
+	opts := []grpc.DialOption{grpc.WithUnaryInterceptor(expectInstance(s))}
+	if s.PeerTLS() {
+		d := s.Node().Domain()
+		creds := credentials.NewTLS(trust.ClientTLSConfig(t.certificate(d, "tour-client", role.None), trust.AuthorizeDomain(d)))
+		opts = append(opts, grpc.WithTransportCredentials(creds))
+	}
+	return t.client(s.GRPCAddr(), opts...)
 }
 
 func expectInstance(s *server.Server) grpc.UnaryClientInterceptor {

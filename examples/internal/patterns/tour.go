@@ -97,7 +97,7 @@ func (t *Topology) Tour(ctx context.Context) Report {
 		step("connect to the balancers", func(context.Context) (bool, string) { return false, err.Error() })
 		return r
 	}
-	writes, err := t.client(t.writesAddr)
+	writes, err := t.writesClient()
 	if err != nil {
 		step("connect to the balancers", func(context.Context) (bool, string) { return false, err.Error() })
 		return r

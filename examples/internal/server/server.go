@@ -14,6 +14,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
@@ -24,6 +25,7 @@ import (
 	"github.com/carbonkit/carbon/cluster"
 	pb "github.com/carbonkit/carbon/examples/internal/catalogpb"
 	"github.com/carbonkit/carbon/role"
+	"github.com/carbonkit/carbon/trust"
 )
 
 // Config configures a Server.
@@ -45,6 +47,12 @@ type Config struct {
 	// DiscloseActive makes rejected writes name the active manager's
 	// "grpc" endpoint (role.WithActiveDisclosure).
 	DiscloseActive bool
+	// PlainGRPC serves gRPC without TLS even when Cluster.Trust is set,
+	// for a balancer that cannot present a certificate (Nginx's grpc_pass
+	// over h2c). By default a node with a trust root serves gRPC over
+	// mutual TLS, and its Guard takes writes only from a manager's or an
+	// observer's (a gateway's) certificate: never from a worker's.
+	PlainGRPC bool
 }
 
 // Server is a running worker or manager.
@@ -60,7 +68,12 @@ type Server struct {
 	served       sync.WaitGroup
 	stopOnce     sync.Once
 	instance     string // a UUID for this run of the server
+	peerTLS      bool   // gRPC is served over mutual TLS
 }
+
+// PeerTLS reports whether the server's gRPC runs over mutual TLS (a trust
+// root, and not Config.PlainGRPC).
+func (s *Server) PeerTLS() bool { return s.peerTLS }
 
 // InstanceHeader is the gRPC response header in which every server sends
 // its Instance (on unary calls: every Catalog call; not health watches).
@@ -154,12 +167,18 @@ func Start(ctx context.Context, cfg Config) (s *Server, err error) {
 	if ccfg.MeterProvider != nil {
 		gopts = append(gopts, role.WithMeterProvider(ccfg.MeterProvider))
 	}
+	var creds []grpc.ServerOption
+	if src := s.node.TrustSource(); src != nil && !cfg.PlainGRPC {
+		d := s.node.Domain()
+		gopts = append(gopts, role.RequireWriterIdentity(d, trust.RoleManager, trust.RoleObserver))
+		creds = append(creds, grpc.Creds(credentials.NewTLS(trust.ServerTLSConfig(src, trust.AuthorizeDomain(d)))))
+		s.peerTLS = true
+	}
 	s.guard = role.NewGuard(s.node, gopts...)
-
-	s.grpc = grpc.NewServer(
+	s.grpc = grpc.NewServer(append(creds,
 		grpc.ChainUnaryInterceptor(s.stamp, s.guard.UnaryServerInterceptor()),
 		grpc.ChainStreamInterceptor(s.guard.StreamServerInterceptor()),
-	)
+	)...)
 	pb.RegisterCatalogServer(s.grpc, &catalog{s: s})
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(s.grpc, hs)
