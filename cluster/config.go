@@ -60,12 +60,10 @@ const (
 	// ProfileLocal is a fast profile for one host or a fast local network
 	// and for tests: on loopback with 10 nodes a crashed node is marked
 	// failed by all within about a second. It is sized for tens of nodes:
-	// its 150 ms probe timeout assumes the CPU keeps up, and on a 2-core
-	// machine 200 nodes in one process on loopback did not converge in
-	// 160 s (probes timed out on the saturated CPU, and each suspicion
-	// added gossip), where ProfileLAN took about 2 s; 100 nodes took about
-	// 0.9 s, and up to 15 s before a node's first exchange after its join
-	// went to a seed (clustertest's BenchmarkScale). The same clusters
+	// its 150 ms probe timeout assumes the CPU keeps up; with hundreds of
+	// nodes on a saturated CPU probes time out, each suspicion adds
+	// gossip, and the cluster may not converge, so use ProfileLAN there
+	// (clustertest's BenchmarkScale measures both). The same clusters
 	// converge on the in-memory network inside a synctest bubble, where
 	// probes do not time out for want of CPU.
 	ProfileLocal

@@ -41,14 +41,12 @@ import (
 // seeds. ms/converge runs from the start of the first seed until every
 // node sees all n alive at the same moment.
 //
-// An earlier version joined the nodes one after the other and measured
-// minutes for 100 nodes, raw serf included: a serial join makes each
-// newcomer gossip the whole member list it pulled from its seeds, and a
-// few alive messages then run out of retransmissions before reaching
-// every node; those stragglers only learn of the missing members at the
-// next push/pull, which memberlist spaces 60 s (50 nodes) to 120 s (200
-// nodes) apart on LAN timings. Convergence then measured the push/pull
-// timer, not gossip.
+// The nodes after the seeds join at once, not one after the other: a
+// serial join makes each newcomer gossip the whole member list it pulled
+// from its seeds, a few alive messages then run out of retransmissions
+// before reaching every node, and those stragglers learn of the missing
+// members only at the next push/pull, so convergence would measure
+// memberlist's push/pull timer, not gossip.
 //
 // Every iteration runs, with the same timing profile, raw serf on
 // loopback UDP (serf.Create and Join) carrying the same tags as the SDK's
