@@ -99,9 +99,8 @@ func ParseProfile(s string) (Profile, error) {
 // every ping and ack, memberlist sends what waits to be gossiped in one
 // compound message whose part count is a single byte: in bigger packets
 // more than 255 small messages (serf's join intents are about 25 bytes)
-// fit, the count wraps and the receiver misreads the packet (seen on the
-// in-memory network at 200 nodes with 64 KiB packets: pings that failed
-// to decode, so failed probes, and garbage message types). 4 KiB holds at
+// fit, the count wraps and the receiver misreads the packet (pings that
+// fail to decode, so failed probes, and garbage message types). 4 KiB holds at
 // most 227 parts of the smallest message serf or memberlist gossips
 // (about 16 bytes, plus 2 for its length).
 const MaxGossipPacket = 4096
