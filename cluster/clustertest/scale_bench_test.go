@@ -23,6 +23,7 @@ import (
 	"github.com/carbonkit/carbon/cluster/clustertest"
 	"github.com/carbonkit/carbon/internal/tags"
 	"github.com/carbonkit/carbon/internal/timing"
+	"github.com/carbonkit/carbon/internal/wait"
 	"github.com/carbonkit/carbon/role"
 )
 
@@ -215,12 +216,8 @@ var errTimeout = errors.New("timed out")
 
 // poll checks cond every 20 ms until it holds or timeout passes.
 func poll(timeout time.Duration, cond func() bool) error {
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			return errTimeout
-		}
-		time.Sleep(20 * time.Millisecond) // polling period
+	if wait.For(timeout, 20*time.Millisecond, cond) != nil {
+		return errTimeout
 	}
 	return nil
 }
