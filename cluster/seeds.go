@@ -217,15 +217,6 @@ func (n *Node) aliveOthers() int {
 	return c
 }
 
-// verdicts is the channel of proofs for the loop; nil (never ready)
-// without a trust root.
-func (n *Node) verdicts() <-chan verdict {
-	if n.ver == nil {
-		return nil
-	}
-	return n.ver.results
-}
-
 func (n *Node) poke() {
 	select {
 	case n.kick <- struct{}{}:
