@@ -60,12 +60,10 @@ const (
 	// ProfileLocal is a fast profile for one host or a fast local network
 	// and for tests: on loopback with 10 nodes a crashed node is marked
 	// failed by all within about a second. It is sized for tens of nodes:
-	// its 150 ms probe timeout assumes the CPU keeps up, and on a 2-core
-	// machine 200 nodes in one process on loopback did not converge in
-	// 160 s (probes timed out on the saturated CPU, and each suspicion
-	// added gossip), where ProfileLAN took about 2 s; 100 nodes took about
-	// 0.9 s, and up to 15 s before a node's first exchange after its join
-	// went to a seed (clustertest's BenchmarkScale). The same clusters
+	// its 150 ms probe timeout assumes the CPU keeps up; with hundreds of
+	// nodes on a saturated CPU probes time out, each suspicion adds
+	// gossip, and the cluster may not converge, so use ProfileLAN there
+	// (clustertest's BenchmarkScale measures both). The same clusters
 	// converge on the in-memory network inside a synctest bubble, where
 	// probes do not time out for want of CPU.
 	ProfileLocal
@@ -101,9 +99,8 @@ func ParseProfile(s string) (Profile, error) {
 // every ping and ack, memberlist sends what waits to be gossiped in one
 // compound message whose part count is a single byte: in bigger packets
 // more than 255 small messages (serf's join intents are about 25 bytes)
-// fit, the count wraps and the receiver misreads the packet (seen on the
-// in-memory network at 200 nodes with 64 KiB packets: pings that failed
-// to decode, so failed probes, and garbage message types). 4 KiB holds at
+// fit, the count wraps and the receiver misreads the packet (pings that
+// fail to decode, so failed probes, and garbage message types). 4 KiB holds at
 // most 227 parts of the smallest message serf or memberlist gossips
 // (about 16 bytes, plus 2 for its length).
 const MaxGossipPacket = 4096

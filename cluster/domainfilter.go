@@ -11,8 +11,8 @@ import (
 // domainFilter keeps members of other domains out of the gossip pool. It
 // is memberlist's merge and alive delegate rather than serf's merge
 // delegate: serf would decode every member's tags for it, on every alive
-// message received (duplicates included), which cost a quarter of the CPU
-// of 100 nodes joining at once; the filter reads the domain tag alone, in
+// message received (duplicates included), a large share of the CPU of
+// many nodes joining at once; the filter reads the domain tag alone, in
 // place, without allocating.
 type domainFilter struct{ n *Node }
 

@@ -443,9 +443,8 @@ func TestSlowWatcherDoesNotStall(t *testing.T) {
 // then takes the intent for old news and ignores it (without passing it
 // on), and marks the node failed when memberlist reports it gone. When
 // every member did that, nobody ever saw the node left
-// (clustertest.TestRollingRestartConverges failed that way, about once in
-// 150 runs: two members had just exchanged state with the leaving node
-// after a join).
+// (clustertest.TestRollingRestartConverges failed that way when two
+// members had just exchanged state with the leaving node after a join).
 func TestLeaveSeenLeftDespiteStateExchanges(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f := newBubbleFleet(t)

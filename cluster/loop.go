@@ -8,7 +8,8 @@ import (
 )
 
 // loopState is the state that only the loop goroutine touches (loop and
-// what it calls: handle, apply, recompute, checkCaughtUp, answer). It has
+// what it calls: handle, apply, recompute, checkCaughtUp, answer, and the
+// verifier's accept, annotate, forget, undecided and reproveAll). It has
 // no lock because no other goroutine reads or writes it; others see its
 // results only through the published View.
 type loopState struct {
@@ -176,4 +177,13 @@ func (n *Node) apply(sm *serf.Member) {
 	}
 	n.ls.members[sm.Name] = &m
 	n.ls.dirty = true
+}
+
+// verdicts is the channel of proofs for the loop; nil (never ready)
+// without a trust root.
+func (n *Node) verdicts() <-chan verdict {
+	if n.ver == nil {
+		return nil
+	}
+	return n.ver.results
 }

@@ -91,15 +91,12 @@ var syncRounds = []int{1, 3, 8, 20, 50}
 // contacted) while one is alive, the others to a random member. Every
 // joiner exchanged state with every seed, so a seed knows all the nodes
 // that joined through it until then, where a random member may have joined
-// a moment ago and know little: 200 nodes started at once on the
-// in-memory network then all see each other after this first exchange
-// (0.2 s of protocol time, against 1.3 s with a random member, and half
-// the CPU). It adds one exchange per joiner to a seed, which served one for
-// the join already. (The first exchange early halved the convergence time
-// of 50 and 100 nodes started at once; the last one catches members that
-// joined after the others: 200 nodes started at once in one process take
-// up to 4 s to all get in, and one run in three then waited 130 s for the
-// periodic push/pull.)
+// a moment ago and know little: nodes started at once through the same
+// seeds then all see each other after this first exchange. It adds one
+// exchange per joiner to a seed, which served one for the join already.
+// The first exchange comes early because most of the gap is closed by it;
+// the last one catches members that joined after the others (figures in
+// docs/PERFORMANCE.md).
 func (n *Node) syncAfterJoin(gossip time.Duration, seeds []string) {
 	defer n.wg.Done()
 	prev := 0
@@ -144,8 +141,8 @@ func (n *Node) syncAfterJoin(gossip time.Duration, seeds []string) {
 		// and only a later intent undoes that (TestRollingRestartConverges
 		// failed that way). A fresh node is in nobody's left list and
 		// sends no extra intents: each one is news to every member, so it
-		// is gossiped to all, and one per exchange made 200 nodes joining
-		// at once spend a third of their CPU decoding intents.
+		// is gossiped to all, and one per exchange would make nodes joining
+		// at once spend much of their CPU decoding intents.
 		// ignoreOld is false: with true, serf would drop every cluster
 		// message older than the peer's event clock, messages in flight
 		// included; events from before the first join stay dropped
@@ -218,15 +215,6 @@ func (n *Node) aliveOthers() int {
 		}
 	}
 	return c
-}
-
-// verdicts is the channel of proofs for the loop; nil (never ready)
-// without a trust root.
-func (n *Node) verdicts() <-chan verdict {
-	if n.ver == nil {
-		return nil
-	}
-	return n.ver.results
 }
 
 func (n *Node) poke() {

@@ -253,8 +253,8 @@ type picker struct {
 // measuring already (trySample) and: the member's latency is unknown, or its
 // last sample is older than sampleInterval by the coarse clock (the newest
 // clock reading of the state), or the call is the member's latencySample-th
-// since. Measuring reads the clock twice (on a slow clocksource, 70-100 ns
-// each), so at high call rates few calls measure (about one per member per
+// since. Measuring reads the clock twice (costly on a slow clocksource),
+// so at high call rates few calls measure (about one per member per
 // sampleInterval, and 1 in latencySample) while at low rates most do: the
 // EWMA (weight 1/8) follows in time, not in calls. The count also keeps the
 // coarse clock moving when calls are shorter than sampleInterval.

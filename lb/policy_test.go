@@ -396,8 +396,8 @@ func TestCloseEndsEjections(t *testing.T) {
 // A member whose first call was slow (a cold start) is sidelined by least
 // loaded until that sample is staleLatency old, and then gets its share
 // back once it answers fast: the forgotten sample must not weigh on the
-// new one. (Blending them kept it at 44 ms after a fast 1 ms sample, and
-// sidelined for another 5 s, for minutes.)
+// new one. (Blended, the old sample would keep the member's latency high
+// after fast answers, and the member sidelined long after it recovered.)
 func TestSlowOnceGetsItsShareBack(t *testing.T) {
 	clk := &fakeClock{t: 1}
 	s := newTestState(t, clk)

@@ -58,8 +58,8 @@ func TestFaultsInSynctestBubble(t *testing.T) {
 // (200 ms on LAN timings) after it: that exchange goes to a seed, and every
 // joiner exchanged state with every seed when it joined. Protocol time, on
 // the bubble's clock (no wall time: the CPU the joins take does not count).
-// With a random member as the first peer, 50 nodes took 380-420 ms here,
-// waiting for gossip and later exchanges.
+// With a random member as the first peer, convergence would wait for
+// gossip and later exchanges, well past one gossip interval.
 func TestMassStartConvergesAfterFirstExchange(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const n = 50

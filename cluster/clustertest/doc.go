@@ -66,21 +66,16 @@
 //		})
 //	})
 //
-// In BenchmarkScale (LAN timings, two cores, three seeds and then every
-// other node at once) a bubble converges every size one gossip interval
-// (200 ms) of protocol time after its joins. 10 nodes converge in 14 ms
-// of real time in a bubble against 206 ms on sockets and see a crash in
-// 18 ms against 6 s; 50 nodes converge in 120 ms against 294 ms. At 100
-// and 200 nodes the CPU the joins take binds both: a bubble converges
-// 1.3 and 1.7 times sooner (421 ms against 505 ms, 1.19 s against
-// 2.10 s), with up to half the CPU, since no gossip or probe runs while
-// its joins do, and it shortens crash detection most (1.1 s against
-// 10.9 s at 100). Out of a bubble the in-memory network runs on the same
-// timers as sockets and converges about as fast up to 100 nodes, slower
-// at 200 (its 4 KiB packets carry more gossip per round). On this
-// package's default timings (ProfileLocal) sockets stop scaling first:
-// 200 nodes on loopback never converged, as probes timed out on a
-// saturated CPU, while a bubble converged them in 1.4 s.
+// A bubble converges a cluster one gossip interval of protocol time after
+// its joins, at every size BenchmarkScale tries (10 to 200 nodes), and in
+// much less real time than sockets take while the CPU keeps up. Where the
+// CPU the joins take binds both, a bubble is still sooner and uses less
+// CPU, since no gossip or probe runs while its joins do, and it shortens
+// crash detection most. Out of a bubble the in-memory network runs on the
+// same timers as sockets and converges about as fast. On this package's
+// default timings (ProfileLocal) sockets stop scaling first, as probes
+// time out on a saturated CPU, which a bubble does not suffer. The figures
+// are in docs/PERFORMANCE.md.
 //
 // Timeouts given to Eventually and WaitFor are then virtual too. Loopback
 // cannot run in a bubble: a goroutine waiting on a socket is not waiting

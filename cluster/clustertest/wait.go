@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/carbonkit/carbon/cluster"
+	"github.com/carbonkit/carbon/internal/wait"
 	"github.com/carbonkit/carbon/role"
 )
 
@@ -21,22 +22,19 @@ func (c *Cluster) WaitFor(ctx context.Context, what string, cond func() bool) er
 }
 
 func (c *Cluster) waitFor(ctx context.Context, what string, cond func() (bool, string)) error {
-	t := time.NewTicker(pollInterval)
-	defer t.Stop()
-	for {
-		ok, why := cond()
-		if ok {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			if why != "" {
-				why = " (" + why + ")"
-			}
-			return fmt.Errorf("%w: waiting for %s%s: %w", ErrNotConverged, what, why, context.Cause(ctx))
-		case <-t.C:
-		}
+	var why string
+	err := wait.Until(ctx, pollInterval, func() bool {
+		var ok bool
+		ok, why = cond()
+		return ok
+	})
+	if err == nil {
+		return nil
 	}
+	if why != "" {
+		why = " (" + why + ")"
+	}
+	return fmt.Errorf("%w: waiting for %s%s: %w", ErrNotConverged, what, why, err)
 }
 
 // Eventually is WaitFor with a timeout that fails the test when cond does

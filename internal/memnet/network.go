@@ -88,8 +88,7 @@ type Network struct {
 	// by the thousand per second, read it without taking a lock: with an
 	// RWMutex, the writers queued behind readers (dials, stream closes)
 	// convoyed under load until probes timed out. Changes take no lock
-	// either: with a mutex, 100 nodes starting at once spent 9 to 14 s in
-	// all (about 0.1 s each, by the mutex profile) waiting for it on a CPU
+	// either: with a mutex, nodes starting at once queue for it on a CPU
 	// busy starting the others.
 	st     atomic.Pointer[state]
 	nextIP atomic.Uint32 // addresses handed out by Allocate, from 10.0.0.1

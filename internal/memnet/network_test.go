@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/carbonkit/carbon/internal/wait"
 	"github.com/hashicorp/memberlist"
 	"go.uber.org/goleak"
 )
@@ -38,14 +39,8 @@ func TestMain(m *testing.M) {
 // waitFor polls cond until it holds or the timeout passes.
 func waitFor(tb testing.TB, timeout time.Duration, what string, cond func() bool) {
 	tb.Helper()
-	deadline := time.Now().Add(timeout)
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		<-tick.C
+	if wait.For(timeout, 10*time.Millisecond, cond) != nil {
+		tb.Fatalf("timed out after %v waiting for %s", timeout, what)
 	}
 }
 

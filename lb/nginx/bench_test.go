@@ -153,7 +153,7 @@ func BenchmarkReloads20Changes(b *testing.B) {
 		}
 		tick.Stop()
 		// Beyond 10 s, a lost tag update would be repaired by serf's
-		// push/pull (30 s in the LAN profile); seen twice in ten runs.
+		// push/pull (30 s in the LAN profile).
 		waitServersWithin(b, 40*time.Second, c, "workers", want...)
 		b.StopTimer()
 		st := c.Stats()

@@ -23,6 +23,7 @@ import (
 	"github.com/carbonkit/carbon/cluster"
 	"github.com/carbonkit/carbon/internal/nginxconf"
 	"github.com/carbonkit/carbon/internal/testutil"
+	"github.com/carbonkit/carbon/internal/wait"
 	"github.com/carbonkit/carbon/role"
 )
 
@@ -138,20 +139,21 @@ func startNginx(t testing.TB, name string) *nginxProc {
 }
 
 func (p *nginxProc) waitListening(d time.Duration) bool {
-	deadline := time.Now().Add(d)
-	for time.Now().Before(deadline) {
+	listening := false
+	_ = wait.For(d, 10*time.Millisecond, func() bool {
 		select {
 		case <-p.exited:
-			return false
+			return true
 		default:
 		}
-		if c, err := net.DialTimeout("tcp", p.addr, 100*time.Millisecond); err == nil {
+		c, err := net.DialTimeout("tcp", p.addr, 100*time.Millisecond)
+		if err == nil {
 			c.Close()
-			return true
+			listening = true
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return false
+		return listening
+	})
+	return listening
 }
 
 // workers returns the pids of the master's worker processes.
@@ -178,24 +180,20 @@ func (p *nginxProc) waitServing(t testing.TB, want ...string) {
 	t.Helper()
 	w := strings.Join(want, " ")
 	var last string
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	serving := func() bool {
 		resp, err := client.Get("http://" + p.addr + "/")
-		if err == nil {
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			last = resp.Header.Get("X-Upstream-Servers")
-			pid, _ := strconv.Atoi(resp.Header.Get("X-Nginx-Pid"))
-			if last == w && slices.Equal(p.workers(), []int{pid}) {
-				return
-			}
-		} else {
+		if err != nil {
 			last = err.Error()
+			return false
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for nginx to serve upstream [%s]; it serves [%s], workers %v", w, last, p.workers())
-		}
-		time.Sleep(5 * time.Millisecond)
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		last = resp.Header.Get("X-Upstream-Servers")
+		pid, _ := strconv.Atoi(resp.Header.Get("X-Nginx-Pid"))
+		return last == w && slices.Equal(p.workers(), []int{pid})
+	}
+	if wait.For(10*time.Second, 5*time.Millisecond, serving) != nil {
+		t.Fatalf("timed out waiting for nginx to serve upstream [%s]; it serves [%s], workers %v", w, last, p.workers())
 	}
 }
 
@@ -219,15 +217,12 @@ func (p *nginxProc) stop(t testing.TB) {
 		<-p.exited
 		t.Errorf("nginx did not stop on SIGTERM")
 	}
-	deadline := time.Now().Add(5 * time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
 	for _, w := range workers {
-		for processExists(w) {
-			if time.Now().After(deadline) {
-				t.Errorf("nginx worker %d left running after its master stopped", w)
-				syscall.Kill(w, syscall.SIGKILL)
-				break
-			}
-			time.Sleep(10 * time.Millisecond)
+		if wait.Until(ctx, 10*time.Millisecond, func() bool { return !processExists(w) }) != nil {
+			t.Errorf("nginx worker %d left running after its master stopped", w)
+			syscall.Kill(w, syscall.SIGKILL)
 		}
 	}
 }
@@ -398,11 +393,7 @@ func waitServers(t testing.TB, c *Controller, name string, want ...string) {
 
 func waitServersWithin(t testing.TB, d time.Duration, c *Controller, name string, want ...string) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !slices.Equal(servers(c, name), want) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for upstream %s = %v; have %v (stats %+v)", name, want, servers(c, name), c.Stats())
-		}
-		time.Sleep(5 * time.Millisecond)
+	if wait.For(d, 5*time.Millisecond, func() bool { return slices.Equal(servers(c, name), want) }) != nil {
+		t.Fatalf("timed out waiting for upstream %s = %v; have %v (stats %+v)", name, want, servers(c, name), c.Stats())
 	}
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/carbonkit/carbon/examples/internal/gateway"
 	"github.com/carbonkit/carbon/internal/nginxconf"
+	"github.com/carbonkit/carbon/internal/wait"
 	"github.com/carbonkit/carbon/lb/nginx"
 	"github.com/carbonkit/carbon/role"
 )
@@ -207,21 +208,21 @@ func (b *Balancer) reloadAndWait(ctx context.Context) error {
 	if out, err := exec.CommandContext(ctx, b.bin, b.args("-s", "reload")...).CombinedOutput(); err != nil {
 		return fmt.Errorf("nginxlb: reload: %v: %s", err, out)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	restarted := func() bool {
 		now := b.workers()
-		old := false
 		for _, p := range now {
-			old = old || slices.Contains(before, p)
+			if slices.Contains(before, p) {
+				return false
+			}
 		}
-		if len(now) > 0 && !old {
-			return nil
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			return fmt.Errorf("nginxlb: nginx workers did not restart after a reload")
-		}
-		time.Sleep(10 * time.Millisecond)
+		return len(now) > 0
 	}
+	if wait.Until(ctx, 10*time.Millisecond, restarted) != nil {
+		return fmt.Errorf("nginxlb: nginx workers did not restart after a reload")
+	}
+	return nil
 }
 
 // workers returns the pids of the master's worker processes (Linux).
@@ -271,23 +272,30 @@ func (b *Balancer) Close() {
 }
 
 func (b *Balancer) waitListening(ctx context.Context) error {
-	deadline := time.Now().Add(10 * time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
 	for _, addr := range []string{b.httpAddr, b.grpc} {
-		for {
+		exited := false
+		listening := func() bool {
 			select {
 			case <-b.exited:
-				log, _ := os.ReadFile(filepath.Join(b.dir, "error.log"))
-				return fmt.Errorf("nginxlb: nginx exited: %s", log)
+				exited = true
+				return true
 			default:
 			}
-			if c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond); err == nil {
+			c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
+			if err == nil {
 				c.Close()
-				break
 			}
-			if time.Now().After(deadline) || ctx.Err() != nil {
-				return fmt.Errorf("nginxlb: nginx does not listen on %s", addr)
-			}
-			time.Sleep(10 * time.Millisecond)
+			return err == nil
+		}
+		err := wait.Until(ctx, 10*time.Millisecond, listening)
+		if exited {
+			log, _ := os.ReadFile(filepath.Join(b.dir, "error.log"))
+			return fmt.Errorf("nginxlb: nginx exited: %s", log)
+		}
+		if err != nil {
+			return fmt.Errorf("nginxlb: nginx does not listen on %s", addr)
 		}
 	}
 	return nil

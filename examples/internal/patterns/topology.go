@@ -22,6 +22,7 @@ import (
 	pb "github.com/carbonkit/carbon/examples/internal/catalogpb"
 	"github.com/carbonkit/carbon/examples/internal/gateway"
 	"github.com/carbonkit/carbon/examples/internal/server"
+	"github.com/carbonkit/carbon/internal/wait"
 	"github.com/carbonkit/carbon/lb"
 	"github.com/carbonkit/carbon/role"
 	"github.com/carbonkit/carbon/trust"
@@ -490,17 +491,15 @@ func (t *Topology) Close() {
 // poll calls cond every interval until it holds or ctx ends; the error
 // says what cond last reported.
 func poll(ctx context.Context, interval time.Duration, cond func() (bool, string)) error {
-	for {
-		ok, why := cond()
-		if ok {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%w (last: %s)", ctx.Err(), why)
-		case <-time.After(interval):
-		}
+	var why string
+	if err := wait.Until(ctx, interval, func() bool {
+		var ok bool
+		ok, why = cond()
+		return ok
+	}); err != nil {
+		return fmt.Errorf("%w (last: %s)", ctx.Err(), why)
 	}
+	return nil
 }
 
 func names(ms map[string]int) string {
