@@ -141,3 +141,10 @@ func verifyPair(t *testing.T, server, client *Source) (Identity, *x509.Certifica
 	defer cancel()
 	return Verify(ctx, lis.Addr().String(), client)
 }
+
+func writeAtomic(p string, b []byte) error {
+	if err := os.WriteFile(p+".tmp", b, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(p+".tmp", p)
+}

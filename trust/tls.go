@@ -60,9 +60,14 @@ func AuthorizeIdentity(want Identity) Authorizer {
 // ServerTLSConfig is a mutual-TLS server configuration: it presents the
 // Source's current certificate (rotations apply to new handshakes) and
 // admits clients whose chain leads to the Source's CA and whom auth admits.
+//
+// Session tickets are off: crypto/tls does not call VerifyPeerCertificate
+// on a resumed session, so a client whose CA was removed from the bundle
+// could otherwise resume its way back in.
 func ServerTLSConfig(src *Source, auth Authorizer) *tls.Config {
 	c := tlsconfig.MTLSServerConfig(src, src, auth)
 	c.MinVersion = tls.VersionTLS13
+	c.SessionTicketsDisabled = true
 	return c
 }
 

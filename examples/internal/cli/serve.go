@@ -34,7 +34,9 @@ func Serve(program string, r role.Role, args []string, stdout, stderr io.Writer)
 	advHost := String(fs, "advertise-host", "", "host advertised in the endpoints (needed when listening on 0.0.0.0)")
 	disclose := Bool(fs, "disclose-active", false, "name the active manager's gRPC endpoint in rejected writes")
 	var mode, quorum, followDomain, followSeeds, followBind *string
+	var bootstrap *bool
 	if r == role.Manager {
+		bootstrap = Bool(fs, "bootstrap", false, "with -seeds that cannot be reached, elect this manager alone after the election delay (without it, it waits for a seed: a typo in -seeds must not make a second writer)")
 		mode = String(fs, "manager-mode", "active-passive", "active-passive or active-active")
 		quorum = String(fs, "quorum", "0", "expected number of managers; a minority side becomes read-only (0: no quorum)")
 	} else {
@@ -71,6 +73,7 @@ func Serve(program string, r role.Role, args []string, stdout, stderr io.Writer)
 			fmt.Fprintf(stderr, "-manager-mode: want active-passive or active-active, got %q\n", *mode)
 			return 2
 		}
+		cfg.Cluster.Bootstrap = *bootstrap
 		if cfg.Cluster.Quorum, err = strconv.Atoi(*quorum); err != nil || cfg.Cluster.Quorum < 0 {
 			fmt.Fprintf(stderr, "-quorum: want a number of managers, got %q\n", *quorum)
 			return 2

@@ -119,6 +119,9 @@ func (s *Server) httpWrite(w http.ResponseWriter, r *http.Request, c change, rem
 		writeJSON(w, ok, a)
 	case errors.Is(err, ErrNotFound):
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": err.Error()})
+	case errors.Is(err, ErrNotAcknowledged):
+		w.Header().Set("Retry-After", "1")
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": err.Error()})
 	case role.IsReadOnly(err):
 		// Lost the active role between the Guard and the handler.
 		writeJSON(w, http.StatusForbidden, map[string]string{"error": err.Error()})

@@ -116,11 +116,14 @@ func Start(ctx context.Context, cfg Config) (s *Server, err error) {
 	}
 	s = &Server{store: newStore(), log: log, grpcAddr: advertise(gl.Addr(), cfg.AdvertiseHost), httpAddr: advertise(hl.Addr(), cfg.AdvertiseHost)}
 	s.instance = uuid.NewString()
+	// Not s in the deferred call: every error return sets the named result
+	// s to nil before deferred calls run.
+	started := s
 	defer func() {
 		if err != nil {
 			gl.Close()
 			hl.Close()
-			s.Kill()
+			started.Kill()
 		}
 	}()
 
@@ -280,9 +283,17 @@ func (s *Server) write(ctx context.Context, c change, remove bool) (*pb.Artifact
 		return nil, err
 	}
 	c.Epoch = s.node.Epoch()
+	prev, had := s.store.get(c.Name)
 	a, err := s.store.apply(c, remove)
 	if err != nil {
 		return nil, err
+	}
+	// Check again after applying and before anyone learns of the change:
+	// a pause (GC, SIGSTOP) between the first check and here may have let
+	// another manager take over. Then undo and tell the client to retry.
+	if !s.node.Writable() || s.node.Epoch() != c.Epoch {
+		s.store.restore(c.Name, prev, had)
+		return nil, fmt.Errorf("%w: %q at epoch %d", ErrNotAcknowledged, c.Name, c.Epoch)
 	}
 	name := MsgDeploy
 	if remove {

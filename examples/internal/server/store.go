@@ -25,6 +25,11 @@ const (
 // store has already seen: it comes from a manager that has been superseded.
 var ErrStaleEpoch = errors.New("server: change from a superseded manager (stale epoch)")
 
+// ErrNotAcknowledged is returned when the manager lost the active role
+// while applying a write: the change was undone, and the client should
+// retry (HTTP 503, gRPC Unavailable), at the new active manager.
+var ErrNotAcknowledged = errors.New("server: lost the active role during the write; not applied, retry")
+
 // ErrNotFound is returned for an artifact the store does not hold.
 var ErrNotFound = errors.New("server: no such artifact")
 
@@ -63,6 +68,17 @@ func (s *store) apply(c change, remove bool) (*pb.Artifact, error) {
 	a := &pb.Artifact{Name: c.Name, Version: c.Version, Epoch: c.Epoch}
 	s.artifacts[c.Name] = a
 	return cloneArtifact(a), nil
+}
+
+// restore puts back what get returned before a change (had: it existed).
+func (s *store) restore(name string, prev *pb.Artifact, had bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if had {
+		s.artifacts[name] = prev
+	} else {
+		delete(s.artifacts, name)
+	}
 }
 
 func (s *store) get(name string) (*pb.Artifact, bool) {
