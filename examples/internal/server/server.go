@@ -363,6 +363,8 @@ func grpcError(err error) error {
 		return status.Error(codes.NotFound, err.Error())
 	case errors.Is(err, ErrStaleEpoch):
 		return status.Error(codes.Aborted, err.Error())
+	case errors.Is(err, ErrNotAcknowledged):
+		return status.Error(codes.Unavailable, err.Error())
 	}
 	return err
 }
