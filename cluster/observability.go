@@ -34,13 +34,13 @@ func newObservability(n *Node) *observability {
 	}
 	o := &observability{n: n, tracer: tp.Tracer(instrumentation), meter: mp.Meter(instrumentation)}
 	o.events, _ = o.meter.Int64Counter("carbon.cluster.membership.events",
-		metric.WithDescription("Membership events received from serf, by type."))
+		metric.WithDescription("Membership events received from serf, by type."), metric.WithUnit("{event}"))
 	o.elections, _ = o.meter.Int64Counter("carbon.cluster.elections",
-		metric.WithDescription("Changes of this node's claim to be the active manager."))
+		metric.WithDescription("Changes of this node's claim to be the active manager."), metric.WithUnit("{election}"))
 	o.messages, _ = o.meter.Int64Counter("carbon.cluster.messages",
-		metric.WithDescription("Cluster messages received, by name and whether they were dropped."))
+		metric.WithDescription("Cluster messages received, by name and whether they were dropped."), metric.WithUnit("{message}"))
 	o.rejects, _ = o.meter.Int64Counter("carbon.cluster.foreign.rejected",
-		metric.WithDescription("Merges refused because a member belongs to another domain."))
+		metric.WithDescription("Merges refused because a member belongs to another domain."), metric.WithUnit("{member}"))
 	return o
 }
 
@@ -49,7 +49,7 @@ func newObservability(n *Node) *observability {
 // whether this node is writable.
 func (o *observability) register() {
 	members, _ := o.meter.Int64ObservableGauge("carbon.cluster.members",
-		metric.WithDescription("Members this node sees, by domain, sub-domain, role, status and serving state."))
+		metric.WithDescription("Members this node sees, by domain, sub-domain, role, status and serving state."), metric.WithUnit("{member}"))
 	epoch, _ := o.meter.Int64ObservableGauge("carbon.cluster.epoch",
 		metric.WithDescription("Epoch of the active manager of each sub-domain, with its name."))
 	writable, _ := o.meter.Int64ObservableGauge("carbon.cluster.writable",

@@ -79,7 +79,7 @@ func NodeFlags(fs *flag.FlagSet, program, defaultSub string) *Node {
 	fs.StringVar(&n.Profile, "profile", Env("profile", "lan"), "gossip timings: lan, local or wan ($CARBON_PROFILE)")
 	fs.StringVar(&n.Snapshot, "snapshot", Env("snapshot", ""), "file recording known peers, to rejoin them after a restart ($CARBON_SNAPSHOT)")
 	fs.StringVar(&n.LogLevel, "log", Env("log", "info"), "log level: debug, info, warn or error ($CARBON_LOG)")
-	fs.StringVar(&n.OTel, "otel", Env("otel", "none"), "OpenTelemetry exporter for metrics and spans: none or stdout ($CARBON_OTEL)")
+	fs.StringVar(&n.OTel, "otel", Env("otel", "none"), "OpenTelemetry exporter for spans, and for metrics beside /metrics (always served): none or stdout ($CARBON_OTEL)")
 	fs.StringVar(&n.CA, "ca", Env("ca", ""), "PEM file of the CA certificates the domain trusts; with -cert and -key turns the trust root on ($CARBON_CA)")
 	fs.StringVar(&n.Cert, "cert", Env("cert", ""), "PEM file of this node's certificate chain, URI SAN spiffe://<domain>/<sub-domain>/<role>/<name> ($CARBON_CERT)")
 	fs.StringVar(&n.CertKey, "cert-key", Env("cert-key", ""), "PEM file of the certificate's private key ($CARBON_CERT_KEY)")

@@ -60,7 +60,7 @@ func Serve(program string, r role.Role, args []string, stdout, stderr io.Writer)
 		return 2
 	}
 	ccfg.Role = r
-	cfg := server.Config{Cluster: ccfg, GRPCAddr: *grpcAddr, HTTPAddr: *httpAddr, AdvertiseHost: *advHost, DiscloseActive: *disclose}
+	cfg := server.Config{Cluster: ccfg, GRPCAddr: *grpcAddr, HTTPAddr: *httpAddr, AdvertiseHost: *advHost, DiscloseActive: *disclose, Metrics: rt.Telemetry.Metrics}
 	if r == role.Manager {
 		switch *mode {
 		case "active-passive":
@@ -89,8 +89,8 @@ func Serve(program string, r role.Role, args []string, stdout, stderr io.Writer)
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	fmt.Fprintf(stdout, "%s %s serving in %s/%s: grpc %s, http http://%s (status page http://%s/status)\n",
-		r, s.Node().Name(), s.Node().Domain(), s.Node().SubDomain(), s.GRPCAddr(), s.HTTPAddr(), s.HTTPAddr())
+	fmt.Fprintf(stdout, "%s %s serving in %s/%s: grpc %s, http http://%s (status page http://%s/status, metrics http://%s/metrics)\n",
+		r, s.Node().Name(), s.Node().Domain(), s.Node().SubDomain(), s.GRPCAddr(), s.HTTPAddr(), s.HTTPAddr(), s.HTTPAddr())
 	<-ctx.Done()
 	stop()
 	fmt.Fprintln(stdout, "shutting down: drain, finish in-flight calls, leave")

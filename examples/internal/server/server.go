@@ -53,6 +53,9 @@ type Config struct {
 	// mutual TLS, and its Guard takes writes only from a manager's or an
 	// observer's (a gateway's) certificate: never from a worker's.
 	PlainGRPC bool
+	// Metrics, when set, is served at GET /metrics (Prometheus text
+	// format; telemetry.Providers.Metrics).
+	Metrics http.Handler
 }
 
 // Server is a running worker or manager.
@@ -69,6 +72,7 @@ type Server struct {
 	stopOnce     sync.Once
 	instance     string // a UUID for this run of the server
 	peerTLS      bool   // gRPC is served over mutual TLS
+	metrics      http.Handler
 }
 
 // PeerTLS reports whether the server's gRPC runs over mutual TLS (a trust
@@ -116,6 +120,7 @@ func Start(ctx context.Context, cfg Config) (s *Server, err error) {
 	}
 	s = &Server{store: newStore(), log: log, grpcAddr: advertise(gl.Addr(), cfg.AdvertiseHost), httpAddr: advertise(hl.Addr(), cfg.AdvertiseHost)}
 	s.instance = uuid.NewString()
+	s.metrics = cfg.Metrics
 	defer func() {
 		if err != nil {
 			gl.Close()
