@@ -36,6 +36,13 @@ type DomainStatus struct {
 	Writable bool `json:"writable"`
 	// Version is the view's version.
 	Version uint64 `json:"version"`
+	// ManagerRevision is the newest artifact revision an active manager
+	// of the domain reports ("<epoch>-<seq>", see [Node.SetRevision]), ""
+	// if none does: what every member that reports a revision should run.
+	ManagerRevision string `json:"manager_revision,omitempty"`
+	// Lagging is how many members report a revision older than
+	// ManagerRevision.
+	Lagging int `json:"lagging"`
 	// SubDomains are sorted by name; observers, which have no sub-domain,
 	// are grouped last under the name "".
 	SubDomains []SubDomainStatus `json:"sub_domains"`
@@ -59,8 +66,11 @@ type SubDomainStatus struct {
 
 // MemberStatus is one member as the status page shows it.
 type MemberStatus struct {
-	Name      string `json:"name"`
-	Role      string `json:"role"` // "worker", "manager" or "observer"
+	Name string `json:"name"`
+	Role string `json:"role"` // "worker", "manager" or "observer"
+	// ActsAs is "manager" for an observer that acts for the managers (an
+	// operator's tool allowed to drain and remove members), else "".
+	ActsAs    string `json:"acts_as,omitempty"`
 	SubDomain string `json:"sub_domain"`
 	Status    string `json:"status"` // liveness: alive, leaving, left, failed
 	State     string `json:"state"`  // serving state: starting, serving, draining
@@ -69,7 +79,14 @@ type MemberStatus struct {
 	// Active marks the active manager of the sub-domain.
 	Active bool `json:"active"`
 	// Claim is the epoch of its claim to be active, 0 if none.
-	Claim      uint64            `json:"claim,omitempty"`
+	Claim uint64 `json:"claim,omitempty"`
+	// Revision is the artifact revision the member reports it runs
+	// ("<epoch>-<seq>"; "0-0" for a synchronizer with none yet), "" when
+	// it reports none (it runs no synchronizer).
+	Revision string `json:"revision,omitempty"`
+	// Lags marks a member whose Revision is older than the domain's
+	// ManagerRevision.
+	Lags       bool              `json:"lags,omitempty"`
 	Addr       string            `json:"addr"` // gossip address
 	Endpoints  map[string]string `json:"endpoints,omitempty"`
 	Properties map[string]string `json:"properties,omitempty"`
@@ -108,10 +125,10 @@ func domainStatus(n *Node) DomainStatus {
 			bySub[sub] = s
 			names = append(names, sub)
 		}
-		if m.Role == role.Manager {
+		if isManager(&m) {
 			s.Managers = true
 		}
-		s.Members = append(s.Members, MemberStatus{
+		ms := MemberStatus{
 			Name:       m.Name,
 			Role:       m.Role.String(),
 			SubDomain:  m.SubDomain,
@@ -122,7 +139,17 @@ func domainStatus(n *Node) DomainStatus {
 			Addr:       m.Addr,
 			Endpoints:  m.Endpoints,
 			Properties: m.Properties,
-		})
+		}
+		if m.Observer {
+			ms.Role = role.None.String()
+			if m.Role == role.Manager {
+				ms.ActsAs = m.Role.String()
+			}
+		}
+		if m.HasRevision {
+			ms.Revision = m.Revision.String()
+		}
+		s.Members = append(s.Members, ms)
 	}
 	// Sub-domains by name, observers (no sub-domain) last.
 	slices.SortFunc(names, func(a, b string) int {
@@ -149,14 +176,44 @@ func domainStatus(n *Node) DomainStatus {
 		}
 		ds.SubDomains = append(ds.SubDomains, *s)
 	}
+	markLagging(v, &ds)
 	return ds
+}
+
+// markLagging sets the domain's ManagerRevision, the newest revision its
+// active managers report (one publishes; in Active/Active mode or with
+// several manager sub-domains, the newest stands for all), and flags the
+// members that report an older one. A member that reports none runs no
+// synchronizer and is never flagged.
+func markLagging(v *View, ds *DomainStatus) {
+	var ref RevisionID
+	found := false
+	for _, a := range v.actives {
+		if a.HasRevision && (!found || ref.Compare(a.Revision) < 0) {
+			ref, found = a.Revision, true
+		}
+	}
+	if !found {
+		return
+	}
+	ds.ManagerRevision = ref.String()
+	for i := range ds.SubDomains {
+		for j := range ds.SubDomains[i].Members {
+			ms := &ds.SubDomains[i].Members[j]
+			if m, ok := v.Member(ms.Name); ok && m.HasRevision && m.Revision.Compare(ref) < 0 {
+				ms.Lags = true
+				ds.Lagging++
+			}
+		}
+	}
 }
 
 // NewStatusHandler returns an http.Handler of a status page for the domains
 // the nodes see (a process may hold several Nodes, one per domain): each
-// domain, its sub-domains, their members with role, liveness, serving state
-// and endpoints, and the active manager with its epoch for every sub-domain
-// that has managers.
+// domain, its sub-domains, their members with role, liveness, serving state,
+// artifact revision and endpoints, the active manager with its epoch for
+// every sub-domain that has managers, and the members whose revision lags
+// the active manager's (see [Node.SetRevision]).
 //
 // It answers GET and HEAD: JSON (a [StatusReport]) when the query has format=json
 // or the Accept header asks for application/json, otherwise an HTML page
@@ -242,6 +299,7 @@ th{background:#eef0f4}
 .failed,.left,.no{background:#fde2e1;color:#8e1c16}
 .leaving,.draining,.starting{background:#fff3cd;color:#7a5b00}
 .active{background:#1b5e20;color:#fff}
+.lags{background:#fde2e1;color:#8e1c16}
 code{font-size:.85em}
 </style>
 </head>
@@ -250,18 +308,19 @@ code{font-size:.85em}
 <div class="meta">generated {{.Generated.Format "2006-01-02 15:04:05Z"}}, refreshes every {{.Refresh}} s, <a href="?format=json">JSON</a></div>
 {{range .Domains}}
 <h2>Domain <code>{{.Domain}}</code></h2>
-<div class="meta">seen by <b>{{.Self}}</b> ({{.SelfRole}}{{if .Writable}}, writable{{end}}), view version {{.Version}}</div>
+<div class="meta">seen by <b>{{.Self}}</b> ({{.SelfRole}}{{if .Writable}}, writable{{end}}), view version {{.Version}}{{if .ManagerRevision}}, manager's revision <b>{{.ManagerRevision}}</b>{{if .Lagging}}, <span class="pill lags">{{.Lagging}} lagging</span>{{end}}{{end}}</div>
 {{range .SubDomains}}
 <h3>Sub-domain <code>{{subName .Name}}</code>{{if .Managers}} &mdash; active manager: {{if .Active}}<b>{{.Active}}</b>, epoch {{.Epoch}}{{else}}<span class="pill no">none</span>{{end}}{{end}}</h3>
 <table>
-<colgroup><col style="width:18%"><col style="width:10%"><col style="width:10%"><col style="width:12%"><col style="width:9%"><col style="width:25%"><col style="width:16%"></colgroup>
-<tr><th>member</th><th>role</th><th>status</th><th>serving state</th><th>routable</th><th>endpoints</th><th>gossip</th></tr>
+<colgroup><col style="width:16%"><col style="width:10%"><col style="width:9%"><col style="width:11%"><col style="width:8%"><col style="width:10%"><col style="width:22%"><col style="width:14%"></colgroup>
+<tr><th>member</th><th>role</th><th>status</th><th>serving state</th><th>routable</th><th>revision</th><th>endpoints</th><th>gossip</th></tr>
 {{range .Members}}<tr>
 <td>{{.Name}}{{if .Active}} <span class="pill active">active</span>{{end}}</td>
-<td>{{.Role}}</td>
+<td>{{.Role}}{{if .ActsAs}} (for the {{.ActsAs}}s){{end}}</td>
 <td><span class="pill {{.Status}}">{{.Status}}</span></td>
 <td><span class="pill {{.State}}">{{.State}}</span></td>
 <td>{{if .Routable}}<span class="pill yes">yes</span>{{else}}<span class="pill no">no</span>{{end}}</td>
+<td>{{if .Revision}}<code>{{.Revision}}</code>{{if .Lags}} <span class="pill lags">lags</span>{{end}}{{else}}&mdash;{{end}}</td>
 <td>{{range $k, $v := .Endpoints}}<code>{{$k}}={{$v}}</code><br>{{end}}</td>
 <td><code>{{.Addr}}</code></td>
 </tr>
