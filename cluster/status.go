@@ -60,7 +60,8 @@ type SubDomainStatus struct {
 	// Epoch is the active manager's fencing token (0 if none, and in
 	// Active/Active mode).
 	Epoch uint64 `json:"epoch,omitempty"`
-	// Members are sorted by name, failed and left ones included.
+	// Members are sorted by name, failed and left ones included, except
+	// observers that left (tools such as the carbon CLI that ran).
 	Members []MemberStatus `json:"members"`
 }
 
@@ -118,6 +119,11 @@ func domainStatus(n *Node) DomainStatus {
 	bySub := map[string]*SubDomainStatus{}
 	var names []string
 	for _, m := range v.Members() {
+		if m.Observer && m.Status == StatusLeft {
+			// An observer that left is a tool that ran (every carbon CLI
+			// command joins as one): serf keeps it a day, the page does not.
+			continue
+		}
 		sub := m.SubDomain
 		s, ok := bySub[sub]
 		if !ok {

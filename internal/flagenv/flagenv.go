@@ -80,16 +80,23 @@ type GossipDefaults struct {
 	// a server must not take the server's $CARBON_NAME, since two members
 	// of one name collide.
 	NameWithoutEnv bool
+	// NameDefault describes the default of -name in its help ("a random
+	// UUID" if empty); the program fills it in.
+	NameDefault string
 }
 
 // DefineGossip defines the gossip flags on fs.
 func DefineGossip(fs *flag.FlagSet, d GossipDefaults) *Gossip {
 	g := &Gossip{}
 	fs.StringVar(&g.Domain, "domain", Env("domain", ""), "cluster domain to join (required) ($CARBON_DOMAIN)")
+	nameDef := d.NameDefault
+	if nameDef == "" {
+		nameDef = "a random UUID"
+	}
 	if d.NameWithoutEnv {
-		fs.StringVar(&g.Name, "name", "", "unique node name (default: a random UUID)")
+		fs.StringVar(&g.Name, "name", "", "unique node name (default: "+nameDef+")")
 	} else {
-		fs.StringVar(&g.Name, "name", Env("name", ""), "unique node name (default: a random UUID) ($CARBON_NAME)")
+		fs.StringVar(&g.Name, "name", Env("name", ""), "unique node name (default: "+nameDef+") ($CARBON_NAME)")
 	}
 	fs.StringVar(&g.Bind, "bind", Env("bind", d.Bind), "gossip host:port, UDP and TCP; port 0 picks a free one ($CARBON_BIND)")
 	fs.StringVar(&g.Advertise, "advertise", Env("advertise", ""), "gossip host:port peers use to reach this node (default: from -bind) ($CARBON_ADVERTISE)")

@@ -110,9 +110,15 @@ func TestMetricsEndpoint(t *testing.T) {
 	mgr := startServer(t, "mgr-1", role.Manager)
 	wrk := startServer(t, "wrk-1", role.Worker, mgr.Node().Self().Addr)
 	for _, s := range []*server.Server{mgr, wrk} {
-		testutil.WaitFor(t, 10*time.Second, s.Node().Name()+" sees both members and an active manager", func() bool {
+		testutil.WaitFor(t, 10*time.Second, s.Node().Name()+" sees both members serving and an active manager", func() bool {
 			_, ok := s.Node().Active(cluster.SubDomainManager)
-			return len(s.Node().View().Alive("")) == 2 && ok
+			alive := s.Node().View().Alive("")
+			for _, m := range alive {
+				if m.State != cluster.Serving {
+					return false
+				}
+			}
+			return len(alive) == 2 && ok
 		})
 	}
 	testutil.WaitFor(t, 5*time.Second, "the manager is writable", mgr.Node().Writable)

@@ -230,8 +230,16 @@ func (s *Server) HTTPAddr() string { return s.httpAddr }
 // leave the domain. ctx bounds the whole; past it, what remains is cut.
 func (s *Server) Shutdown(ctx context.Context) error {
 	var errs []error
-	if err := s.node.Drain(ctx); err != nil {
-		errs = append(errs, fmt.Errorf("drain: %w", err))
+	// A node that already left (a manager's carbon leave) has handed over
+	// and said goodbye: only the servers remain to stop.
+	gone := false
+	select {
+	case <-s.node.Done():
+		gone = true
+	default:
+		if err := s.node.Drain(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("drain: %w", err))
+		}
 	}
 	stopped := make(chan struct{})
 	go func() { s.grpc.GracefulStop(); close(stopped) }()
@@ -251,8 +259,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("leave %s: %w", s.follow.Domain(), err))
 		}
 	}
-	if err := s.node.Leave(ctx); err != nil {
-		errs = append(errs, fmt.Errorf("leave: %w", err))
+	if !gone {
+		if err := s.node.Leave(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("leave: %w", err))
+		}
 	}
 	return errors.Join(errs...)
 }
