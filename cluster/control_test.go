@@ -94,3 +94,37 @@ func TestObserverRoleValidation(t *testing.T) {
 		t.Fatalf("observer with role worker: %v, want ErrInvalidConfig naming Role", err)
 	}
 }
+
+// TestControlWithTrustRoot: with a trust root, the status page says each
+// member is verified, and a drain request is refused even from a verified
+// manager, since the request itself is not signed yet.
+func TestControlWithTrustRoot(t *testing.T) {
+	d := newTrusted(t, "ctl.trust")
+	m1 := start(t, d.config("m1", role.Manager))
+	w1 := start(t, d.config("w1", role.Worker, addrOf(m1)))
+	waitFor(t, 10*time.Second, "both verified", func() bool {
+		for _, n := range []*Node{m1, w1} {
+			for _, m := range n.Members() {
+				if m.Trust != TrustVerified || len(n.Members()) != 2 {
+					return false
+				}
+			}
+		}
+		return true
+	})
+	for _, s := range NewStatusReport(m1).Domains[0].SubDomains {
+		for _, m := range s.Members {
+			if m.Trust != "verified" {
+				t.Errorf("status: %s trust %q, want verified", m.Name, m.Trust)
+			}
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := m1.DrainMember(ctx, "w1"); !errors.Is(err, ErrNotManager) || !strings.Contains(err.Error(), "trust root") {
+		t.Errorf("DrainMember with a trust root: %v, want a refusal naming the trust root", err)
+	}
+	if st := w1.Self().State; st != Serving {
+		t.Errorf("w1 is %v after a refused drain", st)
+	}
+}

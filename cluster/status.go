@@ -85,6 +85,10 @@ type MemberStatus struct {
 	// ("<epoch>-<seq>"; "0-0" for a synchronizer with none yet), "" when
 	// it reports none (it runs no synchronizer).
 	Revision string `json:"revision,omitempty"`
+	// Trust is whether the member's role is backed by a certificate it
+	// proved: "verified", "unverified" (shown, never elected or routed
+	// to), or "off" when the node that sees it has no trust root.
+	Trust string `json:"trust"`
 	// Lags marks a member whose Revision is older than the domain's
 	// ManagerRevision.
 	Lags       bool              `json:"lags,omitempty"`
@@ -145,6 +149,7 @@ func domainStatus(n *Node) DomainStatus {
 			Addr:       m.Addr,
 			Endpoints:  m.Endpoints,
 			Properties: m.Properties,
+			Trust:      m.Trust.String(),
 		}
 		if m.Observer {
 			ms.Role = role.None.String()
@@ -322,7 +327,7 @@ code{font-size:.85em}
 <tr><th>member</th><th>role</th><th>status</th><th>serving state</th><th>routable</th><th>revision</th><th>endpoints</th><th>gossip</th></tr>
 {{range .Members}}<tr>
 <td>{{.Name}}{{if .Active}} <span class="pill active">active</span>{{end}}</td>
-<td>{{.Role}}{{if .ActsAs}} (for the {{.ActsAs}}s){{end}}</td>
+<td>{{.Role}}{{if .ActsAs}} (for the {{.ActsAs}}s){{end}}{{if eq .Trust "verified"}} <span class="pill yes">verified</span>{{else if eq .Trust "unverified"}} <span class="pill no">unverified</span>{{end}}</td>
 <td><span class="pill {{.Status}}">{{.Status}}</span></td>
 <td><span class="pill {{.State}}">{{.State}}</span></td>
 <td>{{if .Routable}}<span class="pill yes">yes</span>{{else}}<span class="pill no">no</span>{{end}}</td>

@@ -70,7 +70,7 @@
 //
 //	members     an array of the status page's members ([cluster.MemberStatus]:
 //	            name, role, acts_as, sub_domain, status, state, routable,
-//	            active, claim, revision, lags, addr, endpoints, properties),
+//	            active, claim, revision, lags, trust, addr, endpoints, properties),
 //	            sorted by name, without the tool's own observer
 //	active      an array of {sub_domain, name, epoch, addr, endpoints}
 //	watch       {time, change, member, sub_domain, role, from, to, epoch} per

@@ -516,6 +516,9 @@ func status(_ context.Context, e *env) error {
 				if m.Lags {
 					flags = append(flags, "lags")
 				}
+				if m.Trust != "off" {
+					flags = append(flags, m.Trust)
+				}
 				rows = append(rows, []string{m.Name, roleOf(m), m.Status, m.State, dash(m.Revision), dash(strings.Join(flags, ",")), m.Addr})
 			}
 			e.table("  NAME\tROLE\tSTATUS\tSTATE\tREVISION\tFLAGS\tADDR", indent(rows))
