@@ -15,10 +15,12 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/carbonkit/carbon/cluster"
+	"github.com/carbonkit/carbon/examples/internal/gateway"
 	"github.com/carbonkit/carbon/examples/internal/server"
 	"github.com/carbonkit/carbon/examples/internal/telemetry"
 	"github.com/carbonkit/carbon/internal/leakcheck"
 	"github.com/carbonkit/carbon/internal/testutil"
+	"github.com/carbonkit/carbon/lb"
 	"github.com/carbonkit/carbon/role"
 )
 
@@ -165,5 +167,67 @@ func TestMetricsEndpoint(t *testing.T) {
 				t.Error("go_goroutines missing: the runtime collector is not registered")
 			}
 		})
+	}
+}
+
+// TestGatewayMetrics scrapes the gateway's own /metrics after calls
+// through it: the lb picks of the worker that served them.
+func TestGatewayMetrics(t *testing.T) {
+	mgr := startServer(t, "mgr-g", role.Manager)
+	wrk := startServer(t, "wrk-g", role.Worker, mgr.Node().Self().Addr)
+	tel, err := telemetry.Setup("none", "gateway", io.Discard, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tel.Shutdown(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	obs, err := cluster.Join(ctx, cluster.Config{Domain: "metrics", Observer: true, NodeName: "gw", BindAddr: "127.0.0.1:0",
+		Seeds: []string{mgr.Node().Self().Addr}, Profile: cluster.ProfileLocal, MeterProvider: tel.Meter})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer obs.Close()
+	testutil.WaitFor(t, 10*time.Second, "the gateway's observer sees the worker serving", func() bool {
+		m, ok := obs.View().Member("wrk-g")
+		return ok && m.Routable()
+	})
+	g, err := gateway.Start(gateway.Config{Reads: gateway.Route{Node: obs, SubDomain: cluster.SubDomainWorker, Policy: lb.RoundRobin},
+		Options: []lb.Option{lb.WithMeterProvider(tel.Meter)}, Metrics: tel.Metrics})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	const calls = 5
+	for range calls {
+		resp, err := http.Get("http://" + g.HTTPAddr() + "/api/artifacts")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET through the gateway: %s", resp.Status)
+		}
+	}
+	resp, err := http.Get("http://" + g.HTTPAddr() + telemetry.MetricsPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatalf("parse the gateway's /metrics: %v", err)
+	}
+	picks := series(fams, "carbon_lb_picks_total", "member")
+	if picks[wrk.Node().Name()] != calls {
+		t.Errorf("carbon_lb_picks_total = %v, want %d for %s", picks, calls, wrk.Node().Name())
+	}
+	if _, ok := fams["carbon_lb_ejections_total"]; !ok {
+		t.Error("carbon_lb_ejections_total missing")
+	}
+	members := series(fams, "carbon_cluster_members", "carbon_role")
+	if members["observer"] != 1 || members["worker"] != 1 || members["manager"] != 1 {
+		t.Errorf("the gateway's carbon_cluster_members by role = %v, want one each", members)
 	}
 }
