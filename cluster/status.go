@@ -197,13 +197,7 @@ func domainStatus(n *Node) DomainStatus {
 // members that report an older one. A member that reports none runs no
 // synchronizer and is never flagged.
 func markLagging(v *View, ds *DomainStatus) {
-	var ref RevisionID
-	found := false
-	for _, a := range v.actives {
-		if a.HasRevision && (!found || ref.Compare(a.Revision) < 0) {
-			ref, found = a.Revision, true
-		}
-	}
+	ref, found := managerRevision(v)
 	if !found {
 		return
 	}
@@ -211,12 +205,41 @@ func markLagging(v *View, ds *DomainStatus) {
 	for i := range ds.SubDomains {
 		for j := range ds.SubDomains[i].Members {
 			ms := &ds.SubDomains[i].Members[j]
-			if m, ok := v.Member(ms.Name); ok && m.HasRevision && m.Revision.Compare(ref) < 0 {
+			if m, ok := v.Member(ms.Name); ok && lags(&m, ref) {
 				ms.Lags = true
 				ds.Lagging++
 			}
 		}
 	}
+}
+
+// managerRevision is the newest revision an active manager of v reports.
+func managerRevision(v *View) (RevisionID, bool) {
+	var ref RevisionID
+	found := false
+	for _, a := range v.actives {
+		if a.HasRevision && (!found || ref.Compare(a.Revision) < 0) {
+			ref, found = a.Revision, true
+		}
+	}
+	return ref, found
+}
+
+// lags reports whether m reports a revision older than ref. Observers that
+// left are left out, as on the status page.
+func lags(m *Member, ref RevisionID) bool {
+	return m.HasRevision && m.Revision.Compare(ref) < 0 && !(m.Observer && m.Status == StatusLeft)
+}
+
+// countLagging is how many members of v lag ref.
+func countLagging(v *View, ref RevisionID) int {
+	c := 0
+	for _, m := range v.members {
+		if lags(m, ref) {
+			c++
+		}
+	}
+	return c
 }
 
 // NewStatusHandler returns an http.Handler of a status page for the domains

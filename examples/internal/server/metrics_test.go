@@ -124,6 +124,16 @@ func TestMetricsEndpoint(t *testing.T) {
 		})
 	}
 	testutil.WaitFor(t, 5*time.Second, "the manager is writable", mgr.Node().Writable)
+	// The revisions depsync would report: the worker is one behind.
+	mgr.Node().SetRevision(cluster.RevisionID{Epoch: 1, Seq: 2})
+	wrk.Node().SetRevision(cluster.RevisionID{Epoch: 1, Seq: 1})
+	for _, s := range []*server.Server{mgr, wrk} {
+		testutil.WaitFor(t, 10*time.Second, s.Node().Name()+" sees both revisions", func() bool {
+			a, _ := s.Node().View().Member("mgr-1")
+			b, _ := s.Node().View().Member("wrk-1")
+			return a.HasRevision && b.HasRevision
+		})
+	}
 	// One write the worker must refuse, for the rejected-writes counter.
 	resp, err := http.Post("http://"+wrk.HTTPAddr()+"/api/artifacts", "application/json", strings.NewReader(`{"name":"a","version":"1"}`))
 	if err != nil {
@@ -158,6 +168,12 @@ func TestMetricsEndpoint(t *testing.T) {
 			}
 			if v, ok := w["metrics"]; !ok || v != wantW {
 				t.Errorf("carbon_cluster_writable = %v, want metrics = %v", w, wantW)
+			}
+			if trust := series(fams, "carbon_cluster_members", "carbon_trust"); trust["off"] != 2 {
+				t.Errorf("carbon_cluster_members by carbon_trust = %v, want off = 2 (no trust root)", trust)
+			}
+			if lag := series(fams, "carbon_cluster_revision_lagging", "carbon_domain"); lag["metrics"] != 1 {
+				t.Errorf("carbon_cluster_revision_lagging = %v, want metrics = 1 (the worker is one revision behind)", lag)
 			}
 			rej := series(fams, "carbon_role_rejected_writes_total")
 			if n.Role() == role.Worker && rej[""] < 1 {

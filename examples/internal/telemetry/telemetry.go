@@ -61,8 +61,8 @@ func Setup(exporter, service string, w io.Writer, interval time.Duration) (Provi
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Classic Prometheus names, stated rather than left to the exporter's
 	// default, which it says will change: dots become underscores, units
-	// and _total are suffixed ("carbon.depsync.bytes.sent" in "By" is
-	// carbon_depsync_bytes_sent_bytes_total).
+	// and _total are suffixed ("carbon.depsync.sent" in "By" is
+	// carbon_depsync_sent_bytes_total).
 	pe, err := otelprom.New(otelprom.WithRegisterer(reg), otelprom.WithoutScopeInfo(),
 		otelprom.WithTranslationStrategy(otlptranslator.UnderscoreEscapingWithSuffixes))
 	if err != nil {
