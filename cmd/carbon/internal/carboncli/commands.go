@@ -2,16 +2,12 @@ package carboncli
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"slices"
-	"sort"
 	"strings"
 	"text/tabwriter"
-	"time"
 
 	"github.com/carbonkit/carbon/cluster"
 )
@@ -165,146 +161,6 @@ func active(_ context.Context, e *env) error {
 	return nil
 }
 
-// Change is one line of watch: a change of one member, or of the active
-// manager of a sub-domain. With -json each is a JSON object on a line.
-type Change struct {
-	Time time.Time `json:"time"`
-	// Kind is "present" (the members when watch starts), "joined",
-	// "status" (alive, leaving, left, failed), "state" (starting,
-	// serving, draining), "revision", "gone" (reaped from the view) or
-	// "active" (a new active manager of SubDomain, Member; From the old).
-	Kind      string `json:"change"`
-	Member    string `json:"member"`
-	SubDomain string `json:"sub_domain,omitempty"`
-	Role      string `json:"role,omitempty"`
-	From      string `json:"from,omitempty"`
-	To        string `json:"to,omitempty"`
-	Epoch     uint64 `json:"epoch,omitempty"`
-}
-
-func (c Change) String() string {
-	s := c.Time.Format("15:04:05.000") + " " + c.Kind + " " + c.Member
-	switch c.Kind {
-	case "present", "joined":
-		s += fmt.Sprintf(" (%s in %s, %s)", c.Role, dash(c.SubDomain), c.To)
-	case "active":
-		s += fmt.Sprintf(" of %s, epoch %d (was %s)", c.SubDomain, c.Epoch, dash(c.From))
-	case "gone":
-	default:
-		s += ": " + dash(c.From) + " -> " + c.To
-	}
-	return s
-}
-
-func memberRole(m cluster.Member) string {
-	if m.Observer {
-		return "observer"
-	}
-	return m.Role.String()
-}
-
-func revisionOf(m cluster.Member) string {
-	if !m.HasRevision {
-		return ""
-	}
-	return m.Revision.String()
-}
-
-// diff lists the changes from old to cur (old nil: every member is
-// present).
-func diff(old, cur *cluster.View, self string, now time.Time) []Change {
-	var out []Change
-	seen := map[string]bool{}
-	for _, m := range cur.Members() {
-		if m.Name == self {
-			continue
-		}
-		seen[m.Name] = true
-		c := Change{Time: now, Member: m.Name, SubDomain: m.SubDomain, Role: memberRole(m)}
-		var p cluster.Member
-		ok := false
-		if old != nil {
-			p, ok = old.Member(m.Name)
-		}
-		if !ok {
-			c.Kind, c.To = "joined", m.Status.String()+", "+m.State.String()
-			if old == nil {
-				c.Kind = "present"
-			}
-			out = append(out, c)
-			continue
-		}
-		if p.Status != m.Status {
-			c.Kind, c.From, c.To = "status", p.Status.String(), m.Status.String()
-			out = append(out, c)
-		}
-		if p.State != m.State {
-			c.Kind, c.From, c.To = "state", p.State.String(), m.State.String()
-			out = append(out, c)
-		}
-		if revisionOf(p) != revisionOf(m) {
-			c.Kind, c.From, c.To = "revision", revisionOf(p), revisionOf(m)
-			out = append(out, c)
-		}
-	}
-	if old != nil {
-		for _, p := range old.Members() {
-			if !seen[p.Name] && p.Name != self {
-				out = append(out, Change{Time: now, Kind: "gone", Member: p.Name, SubDomain: p.SubDomain, Role: memberRole(p)})
-			}
-		}
-	}
-	subs := map[string]bool{}
-	for _, m := range cur.Members() {
-		subs[m.SubDomain] = true
-	}
-	if old != nil {
-		for _, m := range old.Members() {
-			subs[m.SubDomain] = true
-		}
-	}
-	names := make([]string, 0, len(subs))
-	for s := range subs {
-		names = append(names, s)
-	}
-	sort.Strings(names)
-	for _, sub := range names {
-		a, ok := cur.Active(sub)
-		var was cluster.Member
-		wasOK := false
-		if old != nil {
-			was, wasOK = old.Active(sub)
-		}
-		if ok && (!wasOK || was.Name != a.Name || old.Epoch(sub) != cur.Epoch(sub)) {
-			c := Change{Time: now, Kind: "active", Member: a.Name, SubDomain: sub, Epoch: cur.Epoch(sub), Role: "manager"}
-			if wasOK {
-				c.From = was.Name
-			}
-			out = append(out, c)
-		}
-	}
-	return out
-}
-
-// watch prints changes as the node sees them, until ctx ends.
-func watch(ctx context.Context, e *env) error {
-	var last *cluster.View
-	enc := json.NewEncoder(e.out)
-	for v := range e.n.Watch(ctx) {
-		for _, c := range diff(last, v, e.n.Name(), time.Now().UTC()) {
-			if e.o.json {
-				if err := enc.Encode(c); err != nil {
-					return err
-				}
-			} else if _, err := fmt.Fprintln(e.out, c); err != nil {
-				return err
-			}
-		}
-		last = v
-	}
-	return nil
-}
-
 // ControlJSON is the output of drain and leave -json.
 type ControlJSON struct {
 	Member string `json:"member"`
@@ -350,80 +206,6 @@ func (e *env) await(ctx context.Context, op, name string, done func(cluster.Memb
 		return nil
 	}
 	return fmt.Errorf("%s accepted the %s, but this node did not see it done in time: %w", name, op, context.Cause(ctx))
-}
-
-func checkKeys(args []string) error {
-	switch args[0] {
-	case "list":
-		if len(args) != 1 {
-			return errors.New("keys list takes no argument")
-		}
-		return nil
-	case "install", "use", "remove":
-		if len(args) != 2 {
-			return fmt.Errorf("keys %s needs a KEY (base64 of 16, 24 or 32 bytes)", args[0])
-		}
-		k, err := base64.StdEncoding.DecodeString(args[1])
-		if err != nil {
-			return fmt.Errorf("KEY is not base64: %v", err)
-		}
-		if l := len(k); l != 16 && l != 24 && l != 32 {
-			return fmt.Errorf("KEY is %d bytes, want 16, 24 or 32", l)
-		}
-		return nil
-	}
-	return fmt.Errorf("unknown keys operation %q (list, install, use, remove)", args[0])
-}
-
-// KeysJSON is the output of keys list -json.
-type KeysJSON struct {
-	// Keys maps each installed key (base64) to the number of members that
-	// hold it.
-	Keys map[string]int `json:"keys"`
-}
-
-// keys lists or rotates the gossip keys.
-func keys(ctx context.Context, e *env) error {
-	op := e.o.args[0]
-	if op == "list" {
-		ks, err := e.n.Keys(ctx)
-		if err != nil {
-			return err
-		}
-		if e.o.json {
-			return e.json(KeysJSON{Keys: ks})
-		}
-		var rows [][]string
-		for k, c := range ks {
-			rows = append(rows, []string{k, fmt.Sprint(c)})
-		}
-		slices.SortFunc(rows, func(a, b []string) int { return strings.Compare(a[0], b[0]) })
-		e.table("KEY\tMEMBERS", rows)
-		return nil
-	}
-	k, _ := base64.StdEncoding.DecodeString(e.o.args[1])
-	var err error
-	switch op {
-	case "install":
-		err = e.n.InstallKey(ctx, k)
-	case "use":
-		// This tool's own observer holds only -key; installing first gives
-		// it the key too (and is a no-op on members that hold it), so the
-		// use does not fail on the tool itself.
-		if err = e.n.InstallKey(ctx, k); err == nil {
-			err = e.n.UseKey(ctx, k)
-		}
-	case "remove":
-		err = e.n.RemoveKey(ctx, k)
-	}
-	if err != nil {
-		return err
-	}
-	if e.o.json {
-		return e.json(map[string]string{"op": op, "key": e.o.args[1]})
-	}
-	fmt.Fprintf(e.out, "%s: done on every member\n", op)
-	return nil
 }
 
 // RevisionsJSON is the output of revisions -json.
