@@ -118,10 +118,11 @@ type Config struct {
 	// workers, "mgt" for managers, "" for observers.
 	SubDomain string
 	// Role is role.Worker or role.Manager. Required unless Observer is set,
-	// in which case it must be empty.
+	// in which case it is empty, or role.Manager for an observer that acts
+	// for the managers (an operator's tool: see [Node.DrainMember]).
 	Role role.Role
 	// Observer joins the domain to see it but not to serve: the node is
-	// never routed to and never elected.
+	// never routed to and never elected, whatever its Role.
 	Observer bool
 
 	// NodeName is the member's unique name. Default: a random UUID.
@@ -237,17 +238,18 @@ func (c Config) normalize() (Config, error) {
 		return c, configError("Domain", "%q: want 1 to 64 letters, digits, '.', '-' or '_'", c.Domain)
 	}
 	if c.Observer {
-		if c.Role != role.None {
-			return c, configError("Role", "an observer has no role, got %q", c.Role)
+		if c.Role != role.None && c.Role != role.Manager {
+			return c, configError("Role", "an observer has no role, or role.Manager to act for the managers (Node.DrainMember, Node.LeaveMember), got %q", c.Role)
 		}
 	} else if !c.Role.Valid() {
 		return c, configError("Role", "unknown role %q (want %q or %q)", string(c.Role), role.Worker, role.Manager)
 	}
 	if c.SubDomain == "" {
-		switch c.Role {
-		case role.Worker:
+		switch {
+		case c.Observer: // no sub-domain, whatever its role
+		case c.Role == role.Worker:
 			c.SubDomain = SubDomainWorker
-		case role.Manager:
+		case c.Role == role.Manager:
 			c.SubDomain = SubDomainManager
 		}
 	} else if !domainRE.MatchString(c.SubDomain) {
@@ -363,6 +365,8 @@ func cloneMap(m map[string]string) map[string]string {
 // roleTag is the compact role of a member's tags.
 func (c *Config) roleTag() string {
 	switch {
+	case c.Observer && c.Role == role.Manager:
+		return tags.RoleObserverMgr
 	case c.Observer:
 		return tags.RoleObserver
 	case c.Role == role.Worker:

@@ -113,15 +113,28 @@
 // stopped. With Config.SnapshotPath a restarted node rejoins the peers it
 // knew.
 //
+// # Operating from another process
+//
+// [Node.DrainMember] and [Node.LeaveMember] ask another member to drain
+// or leave; the member honours the request only from a manager, an
+// observer with Role manager included (an operator's tool such as the
+// carbon CLI), and, for now, not at all under a trust root, where the
+// request would have to be signed ([ErrNotManager] otherwise).
+// [Node.SetRevision] reports the artifact revision a node runs (package
+// depsync calls it) as a tag, so every member sees each one's
+// [Member.Revision]; the status page ([NewStatusHandler]) flags members
+// behind their active manager's. [Node.Synced] waits until a node's view
+// holds the domain, for tools that join, look and leave.
+//
 // # Timing and observability
 //
 // [ProfileLAN] (serf's defaults), [ProfileLocal] (fast: a crashed node is
 // declared failed by all within about a second on loopback) and
 // [ProfileWAN]. Logs go to log/slog, serf's and memberlist's included;
 // metrics and spans go through the OpenTelemetry API (members by domain,
-// sub-domain, role, status and state; membership events; elections, the
-// epoch and the active manager; spans around Join, Drain, Leave and each
-// election).
+// sub-domain, role, status, state and trust; membership events;
+// elections, the epoch and the active manager; members lagging the active
+// manager's revision; spans around Join, Drain, Leave and each election).
 //
 // # What it does not promise
 //

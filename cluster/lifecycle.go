@@ -28,6 +28,8 @@ func (n *Node) answer(q *serf.Query) {
 		if err := q.Respond([]byte{st}); err != nil {
 			n.log.Debug("cannot answer query", "query", q.Name, "err", err)
 		}
+	case queryControl:
+		n.answerControl(q)
 	}
 }
 

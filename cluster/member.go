@@ -70,7 +70,8 @@ type Member struct {
 	Name string
 	// Domain and SubDomain place the member.
 	Domain, SubDomain string
-	// Role is role.Worker, role.Manager, or role.None for an observer.
+	// Role is role.Worker, role.Manager, or role.None for an observer
+	// (role.Manager for one that acts for the managers).
 	Role role.Role
 	// Observer members see the domain but are never routed to or elected.
 	Observer bool
@@ -100,6 +101,11 @@ type Member struct {
 	rawClaim  uint64
 	claimSig  string
 	identPort int
+	// Revision is the artifact revision the member runs, as it reports it
+	// ([Node.SetRevision]; package depsync does); meaningful only when
+	// HasRevision is set.
+	Revision    RevisionID
+	HasRevision bool
 }
 
 // Endpoint returns the address of the member's named endpoint.
@@ -124,6 +130,7 @@ func (m *Member) equal(o *Member) bool {
 		m.Observer == o.Observer && m.ManagerMode == o.ManagerMode && m.Addr == o.Addr &&
 		m.Status == o.Status && m.State == o.State && m.Claim == o.Claim && m.Trust == o.Trust &&
 		m.rawClaim == o.rawClaim && m.claimSig == o.claimSig && m.identPort == o.identPort &&
+		m.Revision == o.Revision && m.HasRevision == o.HasRevision &&
 		maps.Equal(m.Endpoints, o.Endpoints) && maps.Equal(m.Properties, o.Properties)
 }
 
@@ -149,6 +156,8 @@ func memberFromSerf(sm *serf.Member) (Member, bool) {
 		m.Role, m.ManagerMode = role.Manager, ActiveActive
 	case tags.RoleObserver:
 		m.Observer = true
+	case tags.RoleObserverMgr:
+		m.Observer, m.Role = true, role.Manager
 	default:
 		return m, false
 	}
@@ -174,6 +183,7 @@ func memberFromSerf(sm *serf.Member) (Member, bool) {
 	if p, err := strconv.Atoi(t[tags.KeyIdentity]); err == nil && p > 0 && p < 65536 {
 		m.identPort = p
 	}
+	m.Revision, m.HasRevision = decodeRevision(t[tags.KeyRevision])
 	return m, true
 }
 

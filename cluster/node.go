@@ -110,6 +110,8 @@ type Node struct {
 		epoch, gen uint64
 		value      string
 	}
+	// revision is what SetRevision reported, nil if nothing; guarded by mu.
+	revision *RevisionID
 }
 
 // Self returns this node's own member.

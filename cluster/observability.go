@@ -34,38 +34,48 @@ func newObservability(n *Node) *observability {
 	}
 	o := &observability{n: n, tracer: tp.Tracer(instrumentation), meter: mp.Meter(instrumentation)}
 	o.events, _ = o.meter.Int64Counter("carbon.cluster.membership.events",
-		metric.WithDescription("Membership events received from serf, by type."))
+		metric.WithDescription("Membership events received from serf, by type."), metric.WithUnit("{event}"))
 	o.elections, _ = o.meter.Int64Counter("carbon.cluster.elections",
-		metric.WithDescription("Changes of this node's claim to be the active manager."))
+		metric.WithDescription("Changes of this node's claim to be the active manager."), metric.WithUnit("{election}"))
 	o.messages, _ = o.meter.Int64Counter("carbon.cluster.messages",
-		metric.WithDescription("Cluster messages received, by name and whether they were dropped."))
+		metric.WithDescription("Cluster messages received, by name and whether they were dropped."), metric.WithUnit("{message}"))
 	o.rejects, _ = o.meter.Int64Counter("carbon.cluster.foreign.rejected",
-		metric.WithDescription("Merges refused because a member belongs to another domain."))
+		metric.WithDescription("Merges refused because a member belongs to another domain."), metric.WithUnit("{member}"))
 	return o
 }
 
 // register installs the observable gauges: members by domain, sub-domain,
-// role and status; the epoch and the active manager of each sub-domain;
-// whether this node is writable.
+// role, status, serving state and trust; the epoch and the active manager
+// of each sub-domain; whether this node is writable; how many members lag
+// the active manager's artifact revision.
 func (o *observability) register() {
 	members, _ := o.meter.Int64ObservableGauge("carbon.cluster.members",
-		metric.WithDescription("Members this node sees, by domain, sub-domain, role, status and serving state."))
+		metric.WithDescription("Members this node sees, by domain, sub-domain, role (observer for every observer), status, serving state and trust."), metric.WithUnit("{member}"))
 	epoch, _ := o.meter.Int64ObservableGauge("carbon.cluster.epoch",
 		metric.WithDescription("Epoch of the active manager of each sub-domain, with its name."))
 	writable, _ := o.meter.Int64ObservableGauge("carbon.cluster.writable",
 		metric.WithDescription("1 when this node accepts writes."))
+	lagging, _ := o.meter.Int64ObservableGauge("carbon.cluster.revision.lagging",
+		metric.WithDescription("Members whose reported artifact revision is older than the newest an active manager reports (see Node.SetRevision)."), metric.WithUnit("{member}"))
 	reg, err := o.meter.RegisterCallback(func(_ context.Context, obs metric.Observer) error {
 		v := o.n.View()
-		type key struct{ sub, role, status, state string }
+		type key struct{ sub, role, status, state, trust string }
 		counts := map[key]int64{}
 		for _, m := range v.members {
-			counts[key{m.SubDomain, m.Role.String(), m.Status.String(), m.State.String()}]++
+			r := m.Role.String()
+			if m.Observer {
+				r = "observer" // one that acts for the managers is no manager to count
+			}
+			counts[key{m.SubDomain, r, m.Status.String(), m.State.String(), m.Trust.String()}]++
 		}
 		for k, c := range counts {
 			obs.ObserveInt64(members, c, metric.WithAttributes(
 				attribute.String("carbon.domain", o.n.cfg.Domain), attribute.String("carbon.subdomain", k.sub),
 				attribute.String("carbon.role", k.role), attribute.String("carbon.status", k.status),
-				attribute.String("carbon.state", k.state)))
+				attribute.String("carbon.state", k.state), attribute.String("carbon.trust", k.trust)))
+		}
+		if ref, ok := managerRevision(v); ok {
+			obs.ObserveInt64(lagging, int64(countLagging(v, ref)), metric.WithAttributes(attribute.String("carbon.domain", o.n.cfg.Domain)))
 		}
 		for sub, a := range v.actives {
 			obs.ObserveInt64(epoch, int64(v.epochs[sub]), metric.WithAttributes(
@@ -78,7 +88,7 @@ func (o *observability) register() {
 		}
 		obs.ObserveInt64(writable, w, metric.WithAttributes(attribute.String("carbon.domain", o.n.cfg.Domain)))
 		return nil
-	}, members, epoch, writable)
+	}, members, epoch, writable, lagging)
 	if err == nil {
 		o.reg = reg
 	}

@@ -34,6 +34,7 @@ func (n *Node) tagsLocked() map[string]string {
 	if n.ver != nil {
 		t[tags.KeyIdentity] = strconv.Itoa(n.ver.port())
 	}
+	n.revisionTag(t)
 	return t
 }
 

@@ -10,6 +10,7 @@ import (
 )
 
 func (n *Node) selfLocked() Member {
+	rev, hasRev := n.selfRevision()
 	return Member{
 		Name:        n.cfg.NodeName,
 		Domain:      n.cfg.Domain,
@@ -25,6 +26,7 @@ func (n *Node) selfLocked() Member {
 		Claim:       n.claim,
 		rawClaim:    n.claim,
 		Trust:       n.selfTrust(),
+		Revision:    rev, HasRevision: hasRev,
 	}
 }
 

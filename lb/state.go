@@ -450,10 +450,10 @@ func (s *state) waitFirstNot(ctx context.Context, name string) bool {
 // that picks never touch the metrics SDK.
 func (s *state) registerMetrics() (unregister func()) {
 	m := s.o.mp.Meter("github.com/carbonkit/carbon/lb")
-	picks, err1 := m.Int64ObservableCounter(MetricPicks, metric.WithDescription("Calls sent to a member."))
-	errs, err2 := m.Int64ObservableCounter(MetricErrors, metric.WithDescription("Calls to a member that failed."))
-	ej, err3 := m.Int64ObservableCounter(MetricEjections, metric.WithDescription("Times a member was ejected as an outlier."))
-	infl, err4 := m.Int64ObservableUpDownCounter(MetricInFlight, metric.WithDescription("Calls in flight to a member."))
+	picks, err1 := m.Int64ObservableCounter(MetricPicks, metric.WithDescription("Calls sent to a member."), metric.WithUnit("{call}"))
+	errs, err2 := m.Int64ObservableCounter(MetricErrors, metric.WithDescription("Calls to a member that failed."), metric.WithUnit("{call}"))
+	ej, err3 := m.Int64ObservableCounter(MetricEjections, metric.WithDescription("Times a member was ejected as an outlier."), metric.WithUnit("{ejection}"))
+	infl, err4 := m.Int64ObservableUpDownCounter(MetricInFlight, metric.WithDescription("Calls in flight to a member."), metric.WithUnit("{call}"))
 	for _, err := range []error{err1, err2, err3, err4} {
 		if err != nil {
 			s.o.logger.Warn("lb: metrics disabled", "err", err)

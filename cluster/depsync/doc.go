@@ -85,6 +85,12 @@
 //
 // # Observability
 //
+// Every Syncer reports the revision its node runs to the domain
+// ([cluster.Node.SetRevision]: a tag, gossiped with the node's other tags),
+// so each member's [cluster.Member.Revision] is known everywhere, and the
+// status page ([cluster.NewStatusHandler]) flags members that lag their
+// active manager.
+//
 // Metrics: the revision of each node ([MetricRevisionEpoch],
 // [MetricRevisionSeq]), the time to deploy ([MetricDeployDuration]), bytes
 // sent and received by source ([MetricBytesSent], [MetricBytesReceived]);

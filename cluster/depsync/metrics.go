@@ -17,11 +17,13 @@ const (
 	// MetricDeployDuration is a histogram of the time a follower took from
 	// asking the manager to having switched (and run the hook), in seconds.
 	MetricDeployDuration = "carbon.depsync.deploy.duration"
-	// MetricBytesSent counts the blob bytes a node served.
-	MetricBytesSent = "carbon.depsync.bytes.sent"
+	// MetricBytesSent counts the blob bytes a node served, in bytes (the
+	// unit is not in the name, as OpenTelemetry's conventions want; the
+	// Prometheus exporter appends it: carbon_depsync_sent_bytes_total).
+	MetricBytesSent = "carbon.depsync.sent"
 	// MetricBytesReceived counts the blob bytes a node received, by
 	// "source" (member name) and "source.kind" ("manager" or "peer").
-	MetricBytesReceived = "carbon.depsync.bytes.received"
+	MetricBytesReceived = "carbon.depsync.received"
 )
 
 type instruments struct {

@@ -231,6 +231,7 @@ func New(n *cluster.Node, opts Options) (*Syncer, error) {
 	if err := s.load(); err != nil {
 		return nil, err
 	}
+	s.n.SetRevision(cluster.RevisionID{Epoch: s.cur.Epoch, Seq: s.cur.Seq}) // none yet is a revision too: the zero one
 	s.ctx, s.stop = context.WithCancel(context.Background())
 	if err := n.Handle(MessageName, func(cluster.Message) { s.poke() }); err != nil {
 		s.stop()
@@ -277,8 +278,16 @@ func (s *Syncer) load() error {
 			s.dirty = true
 		}
 	}
-	s.inst.revision(s.ctx, s.n.Name(), s.cur)
+	s.report(s.ctx, s.cur)
 	return nil
+}
+
+// report records the revision the node now runs: in the metrics, and in
+// the node's tags, where every member (the status page, the carbon CLI)
+// reads it as cluster.Member.Revision.
+func (s *Syncer) report(ctx context.Context, r Revision) {
+	s.inst.revision(ctx, s.n.Name(), r)
+	s.n.SetRevision(cluster.RevisionID{Epoch: r.Epoch, Seq: r.Seq})
 }
 
 func (s *Syncer) haveBlobs(m *manifest) bool {
@@ -528,7 +537,7 @@ func (s *Syncer) apply(ctx context.Context, m *manifest, hook bool) error {
 		}
 	}
 	s.log.Info("switched", "revision", m.rev.String(), "files", m.rev.Files, "bytes", m.rev.Size)
-	s.inst.revision(ctx, s.n.Name(), m.rev)
+	s.report(ctx, m.rev)
 	s.gc()
 	return nil
 }
@@ -574,7 +583,7 @@ func (s *Syncer) rollback(ctx context.Context, bad, prev Revision, herr error) e
 			s.log.Error("deploy hook failed on the previous revision too", "revision", prevID, "err", err)
 		}
 	}
-	s.inst.revision(ctx, s.n.Name(), prev)
+	s.report(ctx, prev)
 	return fmt.Errorf("%w: %s: %w", ErrDeploy, bad.ID(), herr)
 }
 

@@ -21,6 +21,8 @@
 // holds the observer Nodes and the controllers.
 //
 // Every flag can also be set by an environment variable (CARBON_ + the flag
-// name, see -h). It serves its own status page at /_gateway/status (in-process
-// mode) and stops on SIGINT or SIGTERM.
+// name, see -h). It serves its own status page at /_gateway/status and its
+// Prometheus metrics at /metrics (in-process mode; those two paths are not
+// forwarded; with -nginx, /metrics is on the -metrics address) and stops
+// on SIGINT or SIGTERM.
 package main

@@ -6,15 +6,19 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/carbonkit/carbon/cluster"
 	"github.com/carbonkit/carbon/examples/internal/cli"
 	"github.com/carbonkit/carbon/examples/internal/gateway"
 	"github.com/carbonkit/carbon/examples/internal/nginxlb"
+	"github.com/carbonkit/carbon/examples/internal/telemetry"
 	"github.com/carbonkit/carbon/lb"
 )
 
@@ -44,6 +48,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	grpcAddr := cli.String(fs, "grpc", "127.0.0.1:0", "gRPC listen address")
 	httpAddr := cli.String(fs, "http", "127.0.0.1:0", "HTTP listen address")
 	useNginx := cli.Bool(fs, "nginx", false, "run a real Nginx as the balancer, its upstreams kept by lb/nginx")
+	metricsAddr := cli.String(fs, "metrics", "", "with -nginx: listen address of the gateway's own /metrics (without -nginx it is on -http)")
 	nginxBin := cli.String(fs, "nginx-bin", "", "nginx binary (default: nginx in PATH, or /usr/sbin/nginx)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -119,18 +124,32 @@ func run(args []string, stdout, stderr io.Writer) int {
 				bin = "/usr/sbin/nginx"
 			}
 		}
-		nb, err := nginxlb.Start(ctx, nginxlb.Config{Bin: bin, Reads: reads, Writes: writes, GRPCAddr: *grpcAddr, HTTPAddr: *httpAddr, Logger: rt.Logger})
+		nb, err := nginxlb.Start(ctx, nginxlb.Config{Bin: bin, Reads: reads, Writes: writes, GRPCAddr: *grpcAddr, HTTPAddr: *httpAddr, MeterProvider: rt.Telemetry.Meter, Logger: rt.Logger})
 		if err != nil {
 			return fail(1, err)
 		}
 		b, closeB = nb, func(context.Context) { nb.Close() }
+		if *metricsAddr != "" {
+			// Nginx owns -http: the controllers' metrics get a listener of their own.
+			ml, err := net.Listen("tcp", *metricsAddr)
+			if err != nil {
+				nb.Close()
+				return fail(1, fmt.Errorf("-metrics: %w", err))
+			}
+			mux := http.NewServeMux()
+			mux.Handle("GET "+telemetry.MetricsPath, rt.Telemetry.Metrics)
+			ms := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+			go ms.Serve(ml)
+			closeB = func(context.Context) { ms.Close(); nb.Close() }
+			fmt.Fprintf(stdout, "metrics http://%s%s, ", ml.Addr(), telemetry.MetricsPath)
+		}
 		fmt.Fprintf(stdout, "nginx (prefix %s) ", nb.Dir())
 	} else {
 		var opts []lb.Option
 		if rt.Telemetry.Meter != nil {
 			opts = append(opts, lb.WithMeterProvider(rt.Telemetry.Meter))
 		}
-		g, err := gateway.Start(gateway.Config{Reads: reads, Writes: writes, GRPCAddr: *grpcAddr, HTTPAddr: *httpAddr, Options: opts, Logger: rt.Logger})
+		g, err := gateway.Start(gateway.Config{Reads: reads, Writes: writes, GRPCAddr: *grpcAddr, HTTPAddr: *httpAddr, Options: opts, Metrics: rt.Telemetry.Metrics, Logger: rt.Logger})
 		if err != nil {
 			return fail(1, err)
 		}

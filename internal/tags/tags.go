@@ -19,13 +19,14 @@ const MaxSize = 512
 const (
 	KeyDomain    = "d"
 	KeySubDomain = "s"
-	KeyRole      = "r" // w: worker, m: manager (Active/Passive), M: manager (Active/Active), o: observer
+	KeyRole      = "r" // w: worker, m: manager (Active/Passive), M: manager (Active/Active), o: observer, O: observer acting for the managers
 	KeyState     = "z" // 0: starting, 1: serving, 2: draining
 	KeyClaim     = "a" // active claim epoch in base 36; absent when not claiming
 	KeyEndpoints = "e" // url-encoded name=addr pairs; addr ":port" means the member's own host
 	KeyProps     = "p" // url-encoded properties
 	KeyIdentity  = "i" // port of the identity endpoint (trust on), base 10
 	KeyClaimSig  = "c" // signature of the claim (trust on), unpadded base64
+	KeyRevision  = "v" // artifact revision the member runs, "<epoch>-<seq>" in base 36; absent when it reports none
 )
 
 // Values of KeyRole.
@@ -34,6 +35,7 @@ const (
 	RoleManager       = "m"
 	RoleManagerActive = "M"
 	RoleObserver      = "o"
+	RoleObserverMgr   = "O"
 )
 
 // Values of KeyState.

@@ -155,7 +155,7 @@ func New(n *cluster.Node, cfg Config) (*Controller, error) {
 	c := &Controller{node: n, cfg: cfg, log: cfg.Logger.With("component", "lb/nginx"), notify: make(chan struct{})}
 	c.b = builder{specs: cfg.Upstreams, endpoint: cfg.Endpoint, weight: cfg.WeightProperty, warn: c.log.Warn}
 	c.applies, _ = cfg.MeterProvider.Meter(instrumentation).Int64Counter("carbon.lb.nginx.applies",
-		metric.WithDescription("Applies of upstreams to Nginx (reloads), by result."))
+		metric.WithDescription("Applies of upstreams to Nginx (reloads), by result."), metric.WithUnit("{apply}"))
 	c.attrs = metric.WithAttributes(attribute.String("carbon.domain", n.Domain()))
 	return c, nil
 }

@@ -2,65 +2,43 @@ package cli
 
 import (
 	"context"
-	"encoding/base64"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/carbonkit/carbon/cluster"
 	"github.com/carbonkit/carbon/examples/internal/telemetry"
-	"github.com/carbonkit/carbon/trust"
+	"github.com/carbonkit/carbon/internal/flagenv"
 )
-
-func b2i(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
-}
 
 // EnvName returns the environment variable of a flag: "sub-domain" ->
 // "CARBON_SUB_DOMAIN".
-func EnvName(flagName string) string {
-	return "CARBON_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
-}
+func EnvName(flagName string) string { return flagenv.EnvName(flagName) }
 
 // Env returns the flag's environment variable, or def when it is unset.
-func Env(flagName, def string) string {
-	if v, ok := os.LookupEnv(EnvName(flagName)); ok {
-		return v
-	}
-	return def
-}
+func Env(flagName, def string) string { return flagenv.Env(flagName, def) }
 
 // String defines a string flag whose default comes from its environment
 // variable, and names the variable in the usage text.
 func String(fs *flag.FlagSet, name, def, usage string) *string {
-	return fs.String(name, Env(name, def), usage+" ($"+EnvName(name)+")")
+	return flagenv.String(fs, name, def, usage)
 }
 
 // Bool defines a boolean flag whose default comes from its environment
 // variable ("1", "true", ...).
 func Bool(fs *flag.FlagSet, name string, def bool, usage string) *bool {
-	if v, err := strconv.ParseBool(Env(name, strconv.FormatBool(def))); err == nil {
-		def = v
-	}
-	return fs.Bool(name, def, usage+" ($"+EnvName(name)+")")
+	return flagenv.Bool(fs, name, def, usage)
 }
 
-// Node holds the flags that join a domain.
+// Node holds the flags that join a domain: the gossip flags every carbon
+// program shares (internal/flagenv, the carbon CLI's too) and the servers'
+// own.
 type Node struct {
-	Domain, SubDomain, Name string
-	Bind, Advertise, Seeds  string
-	Key, Profile, Snapshot  string
-	LogLevel, OTel          string
-	DrainTimeout            string
-	CA, Cert, CertKey       string
+	*flagenv.Gossip
+	SubDomain, Snapshot     string
+	OTel, DrainTimeout      string
 	fs                      *flag.FlagSet
 	defaultSub, programName string
 }
@@ -69,20 +47,10 @@ type Node struct {
 // key, ...) on fs.
 func NodeFlags(fs *flag.FlagSet, program, defaultSub string) *Node {
 	n := &Node{fs: fs, defaultSub: defaultSub, programName: program}
-	fs.StringVar(&n.Domain, "domain", Env("domain", ""), "cluster domain to join (required) ($CARBON_DOMAIN)")
+	n.Gossip = flagenv.DefineGossip(fs, flagenv.GossipDefaults{Bind: "127.0.0.1:7946", LogLevel: "info"})
 	fs.StringVar(&n.SubDomain, "sub-domain", Env("sub-domain", defaultSub), "sub-domain within the domain ($CARBON_SUB_DOMAIN)")
-	fs.StringVar(&n.Name, "name", Env("name", ""), "unique node name (default: a random UUID) ($CARBON_NAME)")
-	fs.StringVar(&n.Bind, "bind", Env("bind", "127.0.0.1:7946"), "gossip host:port, UDP and TCP; port 0 picks a free one ($CARBON_BIND)")
-	fs.StringVar(&n.Advertise, "advertise", Env("advertise", ""), "gossip host:port peers use to reach this node (default: from -bind) ($CARBON_ADVERTISE)")
-	fs.StringVar(&n.Seeds, "seeds", Env("seeds", ""), "comma-separated well-known members, host:port or DNS names ($CARBON_SEEDS)")
-	fs.StringVar(&n.Key, "key", Env("key", ""), "gossip encryption key, base64 of 16, 24 or 32 bytes ($CARBON_KEY)")
-	fs.StringVar(&n.Profile, "profile", Env("profile", "lan"), "gossip timings: lan, local or wan ($CARBON_PROFILE)")
 	fs.StringVar(&n.Snapshot, "snapshot", Env("snapshot", ""), "file recording known peers, to rejoin them after a restart ($CARBON_SNAPSHOT)")
-	fs.StringVar(&n.LogLevel, "log", Env("log", "info"), "log level: debug, info, warn or error ($CARBON_LOG)")
-	fs.StringVar(&n.OTel, "otel", Env("otel", "none"), "OpenTelemetry exporter for metrics and spans: none or stdout ($CARBON_OTEL)")
-	fs.StringVar(&n.CA, "ca", Env("ca", ""), "PEM file of the CA certificates the domain trusts; with -cert and -key turns the trust root on ($CARBON_CA)")
-	fs.StringVar(&n.Cert, "cert", Env("cert", ""), "PEM file of this node's certificate chain, URI SAN spiffe://<domain>/<sub-domain>/<role>/<name> ($CARBON_CERT)")
-	fs.StringVar(&n.CertKey, "cert-key", Env("cert-key", ""), "PEM file of the certificate's private key ($CARBON_CERT_KEY)")
+	fs.StringVar(&n.OTel, "otel", Env("otel", "none"), "OpenTelemetry exporter for spans, and for metrics beside /metrics (always served): none or stdout ($CARBON_OTEL)")
 	fs.StringVar(&n.DrainTimeout, "drain-timeout", Env("drain-timeout", "10s"), "how long a graceful shutdown may take ($CARBON_DRAIN_TIMEOUT)")
 	return n
 }
@@ -96,9 +64,9 @@ type Runtime struct {
 
 // Setup builds the logger and the telemetry providers.
 func (n *Node) Setup(stderr io.Writer) (Runtime, error) {
-	var lvl slog.Level
-	if err := lvl.UnmarshalText([]byte(n.LogLevel)); err != nil {
-		return Runtime{}, fmt.Errorf("-log: %w", err)
+	log, err := n.Logger(stderr)
+	if err != nil {
+		return Runtime{}, err
 	}
 	d, err := time.ParseDuration(n.DrainTimeout)
 	if err != nil || d <= 0 {
@@ -108,51 +76,23 @@ func (n *Node) Setup(stderr io.Writer) (Runtime, error) {
 	if err != nil {
 		return Runtime{}, fmt.Errorf("-otel: %w", err)
 	}
-	return Runtime{Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl})), Telemetry: tel, DrainTimeout: d}, nil
+	return Runtime{Logger: log, Telemetry: tel, DrainTimeout: d}, nil
 }
 
 // Config returns the cluster.Config the flags describe (without Role,
 // Observer and Endpoints, which the program sets).
 func (n *Node) Config(rt Runtime) (cluster.Config, error) {
-	if n.Domain == "" {
-		return cluster.Config{}, fmt.Errorf("-domain is required (or $CARBON_DOMAIN)")
-	}
-	p, err := cluster.ParseProfile(n.Profile)
+	cfg, err := n.Gossip.Config()
 	if err != nil {
-		return cluster.Config{}, fmt.Errorf("-profile: %w", err)
+		return cluster.Config{}, err
 	}
-	cfg := cluster.Config{
-		Domain: n.Domain, SubDomain: n.SubDomain, NodeName: n.Name,
-		BindAddr: n.Bind, AdvertiseAddr: n.Advertise, Seeds: SplitList(n.Seeds),
-		Profile: p, SnapshotPath: n.Snapshot,
-		Logger: rt.Logger, MeterProvider: rt.Telemetry.Meter, TracerProvider: rt.Telemetry.Tracer,
-	}
-	if n.Key != "" {
-		if cfg.Key, err = base64.StdEncoding.DecodeString(n.Key); err != nil {
-			return cluster.Config{}, fmt.Errorf("-key: not base64: %w", err)
-		}
-	}
-	switch set := b2i(n.CA != "") + b2i(n.Cert != "") + b2i(n.CertKey != ""); {
-	case set == 3:
-		if cfg.Trust, err = trust.LoadFiles(n.CA, n.Cert, n.CertKey); err != nil {
-			return cluster.Config{}, fmt.Errorf("-ca/-cert/-cert-key: %w", err)
-		}
-	case set > 0:
-		return cluster.Config{}, fmt.Errorf("-ca, -cert and -cert-key go together: give all three or none")
-	}
+	cfg.SubDomain, cfg.SnapshotPath = n.SubDomain, n.Snapshot
+	cfg.Logger, cfg.MeterProvider, cfg.TracerProvider = rt.Logger, rt.Telemetry.Meter, rt.Telemetry.Tracer
 	return cfg, nil
 }
 
 // SplitList splits a comma-separated list, dropping empty items.
-func SplitList(s string) []string {
-	var out []string
-	for item := range strings.SplitSeq(s, ",") {
-		if item = strings.TrimSpace(item); item != "" {
-			out = append(out, item)
-		}
-	}
-	return out
-}
+func SplitList(s string) []string { return flagenv.SplitList(s) }
 
 // ShutdownContext returns a context for a graceful shutdown of d.
 func ShutdownContext(d time.Duration) (context.Context, context.CancelFunc) {

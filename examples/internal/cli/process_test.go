@@ -153,6 +153,17 @@ func startProc(t *testing.T, bin string, args ...string) *proc {
 	return p
 }
 
+// stopped reports whether the process is stopped by a signal (state T in
+// /proc/PID/stat).
+func stopped(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	i := bytes.LastIndexByte(b, ')')
+	return i > 0 && i+2 < len(b) && b[i+2] == 'T'
+}
+
 func status(addr string, timeout time.Duration) (cluster.StatusReport, error) {
 	c := &http.Client{Timeout: timeout, Transport: &http.Transport{DisableKeepAlives: true}}
 	var st cluster.StatusReport
@@ -207,12 +218,15 @@ func TestFrozenActiveAcknowledgesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	frozenAt := time.Now()
+	// The signal takes effect a moment later: a write answered before that
+	// was answered by a live active manager.
+	testutil.WaitFor(t, 5*time.Second, "m1 stopped", func() bool { return stopped(m1.cmd.Process.Pid) })
 	queued := make(chan string, 1)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		code, body, err := post(ctx, m1.http, "queued")
-		queued <- fmt.Sprintf("%d %s %v", code, body, err)
+		queued <- fmt.Sprintf("%d %s %v (answered %v after SIGSTOP)", code, body, err, time.Since(frozenAt))
 	}()
 	testutil.WaitFor(t, 20*time.Second, "m2 writable while m1 is frozen", func() bool {
 		ok, _ := writable(m2.http)
@@ -222,9 +236,11 @@ func TestFrozenActiveAcknowledgesNothing(t *testing.T) {
 	// Stay frozen a while longer, as a long pause would.
 	until := time.Now().Add(time.Second)
 	testutil.WaitFor(t, 5*time.Second, "a longer pause", func() bool { return time.Now().After(until) })
+	resumedAt := time.Since(frozenAt)
 	if err := m1.cmd.Process.Signal(syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("SIGCONT %v after SIGSTOP", resumedAt)
 
 	// From the moment m1 answers again, it never says writable while m2
 	// does, and it acknowledges nothing.

@@ -62,7 +62,7 @@ func Serve(program string, r role.Role, args []string, stdout, stderr io.Writer)
 		return 2
 	}
 	ccfg.Role = r
-	cfg := server.Config{Cluster: ccfg, GRPCAddr: *grpcAddr, HTTPAddr: *httpAddr, AdvertiseHost: *advHost, DiscloseActive: *disclose}
+	cfg := server.Config{Cluster: ccfg, GRPCAddr: *grpcAddr, HTTPAddr: *httpAddr, AdvertiseHost: *advHost, DiscloseActive: *disclose, Metrics: rt.Telemetry.Metrics}
 	if r == role.Manager {
 		switch *mode {
 		case "active-passive":
@@ -92,11 +92,17 @@ func Serve(program string, r role.Role, args []string, stdout, stderr io.Writer)
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	fmt.Fprintf(stdout, "%s %s serving in %s/%s: grpc %s, http http://%s (status page http://%s/status)\n",
-		r, s.Node().Name(), s.Node().Domain(), s.Node().SubDomain(), s.GRPCAddr(), s.HTTPAddr(), s.HTTPAddr())
-	<-ctx.Done()
+	fmt.Fprintf(stdout, "%s %s serving in %s/%s: grpc %s, http http://%s (status page http://%s/status, metrics http://%s/metrics)\n",
+		r, s.Node().Name(), s.Node().Domain(), s.Node().SubDomain(), s.GRPCAddr(), s.HTTPAddr(), s.HTTPAddr(), s.HTTPAddr())
+	select {
+	case <-ctx.Done():
+		fmt.Fprintln(stdout, "shutting down: drain, finish in-flight calls, leave")
+	case <-s.Node().Done():
+		// Left the domain (carbon leave from a manager): without its
+		// node the server must not go on serving.
+		fmt.Fprintln(stdout, "left the domain; shutting down: finish in-flight calls")
+	}
 	stop()
-	fmt.Fprintln(stdout, "shutting down: drain, finish in-flight calls, leave")
 	sctx, cancel := ShutdownContext(rt.DrainTimeout)
 	defer cancel()
 	if err := s.Shutdown(sctx); err != nil {

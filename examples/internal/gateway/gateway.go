@@ -48,6 +48,11 @@ type Config struct {
 	// Options are added to every lb.Dial and lb.NewReverseProxy (meter
 	// provider, slow start, ...).
 	Options []lb.Option
+	// Metrics, when set, is served at GET /metrics (Prometheus text
+	// format), by the gateway itself: that path is not forwarded, since a
+	// scrape must reach one known process, and each backend serves its
+	// own /metrics on its own address.
+	Metrics http.Handler
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 }
@@ -148,6 +153,9 @@ func Start(cfg Config) (g *Gateway, err error) {
 	pb.RegisterCatalogServer(g.grpc, &forward{c: pb.NewCatalogClient(conn)})
 	mux := http.NewServeMux()
 	mux.Handle("GET "+StatusPath, cluster.NewStatusHandler(nodes...))
+	if cfg.Metrics != nil {
+		mux.Handle("GET /metrics", cfg.Metrics)
+	}
 	mux.Handle("/", handler)
 	g.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	g.served.Add(2)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"go.opentelemetry.io/otel/metric"
 	"log/slog"
 	"net"
 	"os"
@@ -38,6 +39,9 @@ type Config struct {
 	// Dir is Nginx's prefix directory. Default: a new temporary directory,
 	// removed by Close.
 	Dir string
+	// MeterProvider receives the controllers' metrics (applies); nil
+	// means the global provider.
+	MeterProvider metric.MeterProvider
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 }
@@ -164,7 +168,7 @@ func Start(ctx context.Context, cfg Config) (_ *Balancer, err error) {
 		ctl, err := nginx.New(c.route.Node, nginx.Config{
 			Upstreams: []nginx.UpstreamSpec{{Name: c.upstream, SubDomain: c.route.SubDomain}},
 			Writer:    w, Endpoint: c.endpoint, Coalesce: 50 * time.Millisecond,
-			Logger: log.With("upstream", c.upstream),
+			Logger: log.With("upstream", c.upstream), MeterProvider: cfg.MeterProvider,
 		})
 		if err != nil {
 			return nil, err

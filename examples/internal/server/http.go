@@ -16,6 +16,7 @@ import (
 //	GET  /                       links
 //	GET  /status                 cluster status page (HTML, or JSON with ?format=json)
 //	GET  /healthz                200 while serving
+//	GET  /metrics                Prometheus metrics (when Config.Metrics is set)
 //	GET  /api/artifacts          list            (read)
 //	POST /api/artifacts          deploy          (write)
 //	GET  /api/artifacts/{name}   get             (read)
@@ -96,6 +97,9 @@ func (s *Server) routes() http.Handler {
 		nodes = append(nodes, s.follow)
 	}
 	mux.Handle("GET /status", cluster.NewStatusHandler(nodes...))
+	if s.metrics != nil {
+		mux.Handle("GET /metrics", s.metrics)
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		if st := s.node.Self().State; st != cluster.Serving {
 			http.Error(w, st.String(), http.StatusServiceUnavailable)

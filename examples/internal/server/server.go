@@ -53,6 +53,9 @@ type Config struct {
 	// mutual TLS, and its Guard takes writes only from a manager's or an
 	// observer's (a gateway's) certificate: never from a worker's.
 	PlainGRPC bool
+	// Metrics, when set, is served at GET /metrics (Prometheus text
+	// format; telemetry.Providers.Metrics).
+	Metrics http.Handler
 }
 
 // Server is a running worker or manager.
@@ -69,6 +72,7 @@ type Server struct {
 	stopOnce     sync.Once
 	instance     string // a UUID for this run of the server
 	peerTLS      bool   // gRPC is served over mutual TLS
+	metrics      http.Handler
 }
 
 // PeerTLS reports whether the server's gRPC runs over mutual TLS (a trust
@@ -116,6 +120,7 @@ func Start(ctx context.Context, cfg Config) (s *Server, err error) {
 	}
 	s = &Server{store: newStore(), log: log, grpcAddr: advertise(gl.Addr(), cfg.AdvertiseHost), httpAddr: advertise(hl.Addr(), cfg.AdvertiseHost)}
 	s.instance = uuid.NewString()
+	s.metrics = cfg.Metrics
 	// Not s in the deferred call: every error return sets the named result
 	// s to nil before deferred calls run.
 	started := s
@@ -228,8 +233,16 @@ func (s *Server) HTTPAddr() string { return s.httpAddr }
 // leave the domain. ctx bounds the whole; past it, what remains is cut.
 func (s *Server) Shutdown(ctx context.Context) error {
 	var errs []error
-	if err := s.node.Drain(ctx); err != nil {
-		errs = append(errs, fmt.Errorf("drain: %w", err))
+	// A node that already left (a manager's carbon leave) has handed over
+	// and said goodbye: only the servers remain to stop.
+	gone := false
+	select {
+	case <-s.node.Done():
+		gone = true
+	default:
+		if err := s.node.Drain(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("drain: %w", err))
+		}
 	}
 	stopped := make(chan struct{})
 	go func() { s.grpc.GracefulStop(); close(stopped) }()
@@ -249,8 +262,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("leave %s: %w", s.follow.Domain(), err))
 		}
 	}
-	if err := s.node.Leave(ctx); err != nil {
-		errs = append(errs, fmt.Errorf("leave: %w", err))
+	if !gone {
+		if err := s.node.Leave(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("leave: %w", err))
+		}
 	}
 	return errors.Join(errs...)
 }
