@@ -14,6 +14,12 @@ import (
 // connects and stalls cannot hold a goroutine.
 const handshakeTimeout = 5 * time.Second
 
+// maxProofs bounds the proofs served at once: the server signs its half
+// of a handshake before it has checked the client, so without a bound
+// anyone who can connect could make it sign without end. Connections
+// beyond it are closed at once; a peer retries.
+const maxProofs = 32
+
 // IdentityServer answers proofs of identity: a mutual-TLS handshake with
 // the node's current certificate, then nothing. Members advertise its
 // address so that others can verify their certificate.
@@ -69,7 +75,7 @@ func (s *IdentityServer) track(c net.Conn, add bool) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if add {
-		if s.done {
+		if s.done || len(s.conns) >= maxProofs {
 			return false
 		}
 		s.conns[c] = struct{}{}

@@ -73,3 +73,57 @@ func TestIdentityServerCloses(t *testing.T) {
 		t.Fatal("Verify succeeded against a closed server")
 	}
 }
+
+// TestIdentityServerBoundsProofs: connections that stall beyond the bound
+// are closed at once, and a proof still succeeds once they go.
+func TestIdentityServerBoundsProofs(t *testing.T) {
+	ca := mustCA(t, "d.test")
+	lis := listen(t)
+	s := ServeIdentity(lis, mustSource(t, ca, mgr("m1")))
+	defer s.Close()
+	var stall []net.Conn
+	for range maxProofs {
+		c, err := net.Dial("tcp", lis.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		stall = append(stall, c)
+	}
+	// Wait until the server holds all of them.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		s.mu.Lock()
+		n := len(s.conns)
+		s.mu.Unlock()
+		if n == maxProofs {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("server holds %d connections, want %d", n, maxProofs)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	extra, err := net.Dial("tcp", lis.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	extra.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := extra.Read(make([]byte, 1)); err == nil {
+		t.Fatal("a connection beyond the bound was served")
+	}
+	extra.Close()
+	for _, c := range stall {
+		c.Close()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for {
+		_, _, err := Verify(ctx, lis.Addr().String(), mustSource(t, ca, wrk("w1")))
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("no proof after the stalled connections went: %v", err)
+		}
+	}
+}
