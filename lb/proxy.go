@@ -167,7 +167,8 @@ func (p *Proxy) handle(_ any, ss grpc.ServerStream) error {
 // message, then the responses. With retry it keeps a reference to the
 // request until the call ends, to send it again once.
 func (p *Proxy) forwardSingle(ctx context.Context, cc grpc.ClientConnInterface, ss grpc.ServerStream, method string, opts []grpc.CallOption, retry bool) error {
-	f := &frame{}
+	f := getFrame()
+	defer putFrame(f)
 	if err := ss.RecvMsg(f); err != nil {
 		if errors.Is(err, io.EOF) {
 			return status.Error(codes.Internal, "lb: proxy: the client sent no request message")
@@ -219,7 +220,9 @@ func forwardStream(ctx context.Context, cc grpc.ClientConnInterface, ss grpc.Ser
 		return err
 	}
 	go pumpUp(ss, cs)
-	_, err = pumpDown(cs, ss, &frame{}, false)
+	f := getFrame()
+	defer putFrame(f)
+	_, err = pumpDown(cs, ss, f, false)
 	ss.SetTrailer(cs.Trailer())
 	return err
 }
@@ -229,7 +232,8 @@ func forwardStream(ctx context.Context, cc grpc.ClientConnInterface, ss grpc.Ser
 // upstream through the context; an error of the upstream's send side ends
 // this pump, and pumpDown reports the upstream's status.
 func pumpUp(ss grpc.ServerStream, cs grpc.ClientStream) {
-	f := &frame{}
+	f := getFrame()
+	defer putFrame(f)
 	for {
 		if err := ss.RecvMsg(f); err != nil {
 			if errors.Is(err, io.EOF) {

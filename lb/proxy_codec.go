@@ -1,6 +1,8 @@
 package lb
 
 import (
+	"sync"
+
 	"google.golang.org/grpc/encoding"
 	// The proxy's codec falls back to grpc-go's proto codec, registered by
 	// this package's init (grpc-go's, not ours).
@@ -23,6 +25,17 @@ func (f *frame) free() {
 		f.data.Free()
 		f.data = nil
 	}
+}
+
+// framePool keeps frames between calls, so that forwarding a call
+// allocates none.
+var framePool = sync.Pool{New: func() any { return new(frame) }}
+
+func getFrame() *frame { return framePool.Get().(*frame) }
+
+func putFrame(f *frame) {
+	f.free()
+	framePool.Put(f)
 }
 
 // rawCodec passes frames through untouched, in both directions, with no
