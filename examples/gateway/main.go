@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/carbonkit/carbon/cluster"
 	"github.com/carbonkit/carbon/examples/internal/cli"
@@ -45,6 +46,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	httpAddr := cli.String(fs, "http", "127.0.0.1:0", "HTTP listen address")
 	useNginx := cli.Bool(fs, "nginx", false, "run a real Nginx as the balancer, its upstreams kept by lb/nginx")
 	nginxBin := cli.String(fs, "nginx-bin", "", "nginx binary (default: nginx in PATH, or /usr/sbin/nginx)")
+	upTimeout := cli.String(fs, "upstream-timeout", "10s", "how long a call waits for the upstream's first answer before the client gets 503 / Unavailable (0 disables)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -52,6 +54,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	fail := func(code int, err error) int { fmt.Fprintln(stderr, err); return code }
+	timeout, err := time.ParseDuration(*upTimeout)
+	if err != nil || timeout < 0 {
+		return fail(2, fmt.Errorf("-upstream-timeout: want a duration such as 10s or 0 (none), got %q", *upTimeout))
+	}
+	if timeout == 0 {
+		timeout = -1 // gateway.Config: negative disables, zero is the default
+	}
 	rt, err := nf.Setup(stderr)
 	if err != nil {
 		return fail(2, err)
@@ -130,7 +139,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		if rt.Telemetry.Meter != nil {
 			opts = append(opts, lb.WithMeterProvider(rt.Telemetry.Meter))
 		}
-		g, err := gateway.Start(gateway.Config{Reads: reads, Writes: writes, GRPCAddr: *grpcAddr, HTTPAddr: *httpAddr, Options: opts, Logger: rt.Logger})
+		g, err := gateway.Start(gateway.Config{Reads: reads, Writes: writes, GRPCAddr: *grpcAddr, HTTPAddr: *httpAddr, Options: opts, Logger: rt.Logger, UpstreamTimeout: timeout})
 		if err != nil {
 			return fail(1, err)
 		}
