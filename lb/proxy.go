@@ -32,6 +32,13 @@ import (
 // other side's flow control, so a slow reader stalls the upstream sender
 // instead of filling the proxy's memory.
 //
+// Its own code allocates nothing per call. What grpc-go forces on a
+// forwarded call is a second hop: a server stream, a client stream, the
+// copy of the request metadata (metadata.FromIncomingContext copies the
+// map) and, for client-streaming and bidi calls or methods without a
+// descriptor, one goroutine for the client-to-upstream direction. See
+// BenchmarkProxy and docs/PERFORMANCE.md for the figures.
+//
 // A Proxy is safe for concurrent use.
 type Proxy struct {
 	reads, writes grpc.ClientConnInterface
