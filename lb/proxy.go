@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"reflect"
 	"strings"
 
 	"google.golang.org/grpc"
@@ -112,7 +113,7 @@ func NewProxy(reads, writes grpc.ClientConnInterface, opts ...ProxyOption) *Prox
 			o(&cfg)
 		}
 	}
-	p := &Proxy{reads: reads, writes: writes, same: reads == writes, retryReads: cfg.retryReads, codec: newRawCodec()}
+	p := &Proxy{reads: reads, writes: writes, same: sameConn(reads, writes), retryReads: cfg.retryReads, codec: newRawCodec()}
 	p.places = newPlacer(cfg)
 	p.callOpts = []grpc.CallOption{grpc.ForceCodecV2(p.codec)}
 	return p
@@ -144,18 +145,19 @@ func (p *Proxy) handle(_ any, ss grpc.ServerStream) error {
 	if !ok {
 		return status.Error(codes.Internal, "lb: proxy: stream without a method name")
 	}
-	var pl placement
+	pl := p.places.place(method)
 	cc := p.reads
-	if p.same {
-		pl = p.places.kindOnly(method)
-	} else {
-		pl = p.places.place(method)
-		switch pl.to {
-		case toWrites:
-			cc = p.writes
-		case toNone:
-			return unplaced(method)
-		}
+	switch {
+	case p.same:
+		// One connection: nothing to choose, nothing to refuse; the
+		// placement still tells reads (which may be retried) apart.
+	case pl.to == toWrites:
+		cc = p.writes
+	case pl.to == toNone:
+		return unplaced(method)
+	}
+	if cc == nil {
+		return status.Errorf(codes.Internal, "lb: proxy: NewProxy was given a nil connection for %s", method)
 	}
 	ctx := ss.Context()
 	md, _ := metadata.FromIncomingContext(ctx)
@@ -165,7 +167,7 @@ func (p *Proxy) handle(_ any, ss grpc.ServerStream) error {
 		opts = append(opts[:len(opts):len(opts)], grpc.CallContentSubtype(sub))
 	}
 	if pl.single {
-		return p.forwardSingle(ctx, cc, ss, method, opts, p.retryReads && pl.to == toReads && !p.same)
+		return p.forwardSingle(ctx, cc, ss, method, opts, p.retryReads && pl.to == toReads)
 	}
 	return forwardStream(ctx, cc, ss, method, opts)
 }
@@ -296,6 +298,17 @@ func pumpDown(cs grpc.ClientStream, ss grpc.ServerStream, f *frame, hold bool) (
 			return true, err
 		}
 	}
+}
+
+// sameConn reports whether a and b are one connection; a connection type
+// that cannot be compared (a struct value holding a slice) is never the
+// same, rather than a panic.
+func sameConn(a, b grpc.ClientConnInterface) bool {
+	if a == nil || b == nil {
+		return a == nil && b == nil
+	}
+	ta, tb := reflect.TypeOf(a), reflect.TypeOf(b)
+	return ta == tb && ta.Comparable() && a == b
 }
 
 // contentSubtype returns the request's content-subtype when it is not

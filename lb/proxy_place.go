@@ -75,25 +75,12 @@ func (p *placer) place(fullMethod string) placement {
 			return v
 		}
 	}
-	v := p.classify(fullMethod, true)
+	v := p.classify(fullMethod)
 	p.store(fullMethod, v)
 	return v
 }
 
-// kindOnly returns a placement to reads that only says whether the method
-// is single; for a proxy whose reads and writes are one connection.
-func (p *placer) kindOnly(fullMethod string) placement {
-	if m := p.cache.Load(); m != nil {
-		if v, ok := (*m)[fullMethod]; ok {
-			return v
-		}
-	}
-	v := p.classify(fullMethod, false)
-	p.store(fullMethod, v)
-	return v
-}
-
-func (p *placer) classify(fullMethod string, place bool) placement {
+func (p *placer) classify(fullMethod string) placement {
 	sm := strings.TrimPrefix(fullMethod, "/")
 	i := strings.LastIndexByte(sm, '/')
 	if i <= 0 || i == len(sm)-1 {
@@ -101,10 +88,7 @@ func (p *placer) classify(fullMethod string, place bool) placement {
 	}
 	service, method := sm[:i], sm[i+1:]
 	md := p.descriptor(service, method)
-	v := placement{to: toReads, single: md != nil && !md.IsStreamingClient()}
-	if !place {
-		return v
-	}
+	v := placement{single: md != nil && !md.IsStreamingClient()}
 	cm := interceptors.CallMeta{Service: service, Method: method}
 	if md != nil {
 		cm.Typ = callType(md)

@@ -462,3 +462,15 @@ func TestProxyRetriesReadsOnceNeverWrites(t *testing.T) {
 		t.Fatalf("Put: %v after %d attempts, want Unavailable after 1 (writes are never retried)", err, r.manager.count("Put"))
 	}
 }
+
+func TestProxyNilConnIsAClearError(t *testing.T) {
+	u := startUpstream(t, "manager", nil)
+	proxy := serveProxy(t, NewProxy(nil, dialBufconn(t, u.lis)))
+	_, err := testpb.NewGuardClient(proxy).Get(context.Background(), &testpb.Item{Key: "k"})
+	if st := status.Convert(err); st.Code() != codes.Internal || !strings.Contains(st.Message(), "nil connection") {
+		t.Fatalf("Get with nil reads: %v", err)
+	}
+	if _, err := testpb.NewGuardClient(proxy).Put(context.Background(), &testpb.Item{Key: "k"}); err != nil {
+		t.Fatalf("Put with writes set: %v", err)
+	}
+}

@@ -126,8 +126,9 @@ func Start(cfg Config) (g *Gateway, err error) {
 	}
 	httpOpts := []lb.Option{lb.WithRetryIf(classifier.IsReadRequest)}
 	if cfg.Writes == nil {
-		// One route: every method goes to it, none needs placing.
-		gp = lb.NewProxy(reads, reads)
+		// One route: every method goes to it, none needs placing (reads
+		// known by their descriptor may still be retried).
+		gp = lb.NewProxy(reads, reads, lb.ProxyRetryReads())
 		handler = g.up.http(proxy(cfg.Reads, httpOpts...), g.up.writerRoute)
 	} else {
 		writes, err := dial(*cfg.Writes)
