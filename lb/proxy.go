@@ -33,6 +33,12 @@ import (
 // other side's flow control, so a slow reader stalls the upstream sender
 // instead of filling the proxy's memory.
 //
+// Each hop has its own limits and compression: a message over grpc-go's
+// default 4 MiB needs grpc.MaxRecvMsgSize on the proxy's server and
+// grpc.MaxCallRecvMsgSize on its connections, and a compressed message
+// arrives decompressed and goes on as the upstream connection is set to
+// send (uncompressed by default).
+//
 // Its own code allocates nothing per call. What grpc-go forces on a
 // forwarded call is a second hop: a server stream, a client stream, the
 // copy of the request metadata (metadata.FromIncomingContext copies the
