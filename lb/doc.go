@@ -13,6 +13,10 @@
 //   - [NewRouter] sends each method to a reads or a writes connection by the
 //     same classifier as the role Guard, and retries once a write refused
 //     as read-only by a manager that was picked from a stale view.
+//   - [NewProxy] is a transparent gRPC proxy for gateways: any service, all
+//     four stream kinds, messages forwarded as raw bytes, reads to the
+//     workers and writes to the managers by descriptor or rule, a method
+//     it cannot place refused; serve it with [Proxy.ServerOptions].
 //   - [NewTransport] is an http.RoundTripper that picks a member per request;
 //     [NewReverseProxy] puts it behind an httputil.ReverseProxy for gateways.
 //
@@ -77,9 +81,11 @@
 // # What it does not do
 //
 //   - It does not retry calls in general; the Router's one retry of a
-//     read-only rejection and the Transport's one retry of an idempotent
-//     HTTP request after a connection failure are the only ones. Streams
-//     are routed but never retried.
+//     read-only rejection, the Transport's one retry of an idempotent
+//     HTTP request after a connection failure ([WithRetryIf] narrows it)
+//     and the Proxy's opt-in retry of single-request reads
+//     ([ProxyRetryReads]) are the only ones. Client-streaming and bidi
+//     calls are routed but never retried.
 //   - It does not measure network coordinates itself: [Nearest] asks
 //     [WithRTT].
 //   - Without a trust root on the Node, Dial uses insecure transport

@@ -39,7 +39,8 @@ type httpSet struct {
 //
 // An idempotent request (GET, HEAD, OPTIONS, TRACE, PUT, DELETE, or one with
 // an Idempotency-Key header) whose body can be replayed (none, or GetBody
-// set) is retried once on another member after a connection failure.
+// set) is retried once on another member after a connection failure,
+// unless [WithRetryIf] says otherwise.
 //
 // The member list is read from n's latest view on each request; nothing
 // runs in the background. Bad options are returned by every RoundTrip. The
@@ -137,7 +138,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, fmt.Errorf("%w of sub-domain %q with endpoint %q", ErrNoMembers, t.s.sub, t.s.o.endpoint)
 	}
 	resp, err := t.send(req, h, i, req.Body)
-	if err == nil || req.Context().Err() != nil || !replayable(req) {
+	if err == nil || req.Context().Err() != nil || !replayable(req) || (t.s.o.retryIf != nil && !t.s.o.retryIf(req)) {
 		return resp, err
 	}
 	j := h.x.pick(key, hasKey, i)

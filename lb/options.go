@@ -102,6 +102,7 @@ type options struct {
 	logger      *slog.Logger
 	base        http.RoundTripper
 	requestKey  func(*http.Request) string
+	retryIf     func(*http.Request) bool
 	clock       func() int64
 	rand        func() uint64
 	afterFunc   func(time.Duration, func()) (stop func() bool)
@@ -217,6 +218,15 @@ func WithHTTPTransport(rt http.RoundTripper) Option {
 // from f (a tenant header, for example) when its context carries none.
 func WithRequestKey(f func(*http.Request) string) Option {
 	return func(o *options) { o.requestKey = f }
+}
+
+// WithRetryIf narrows which requests NewTransport may send once more to
+// another member after a connection failure: only those f accepts, among
+// the ones it would retry anyway (idempotent, with a body it can have
+// again). A gateway passes its classifier's IsReadRequest so that writes
+// are never retried, not even an idempotent PUT or DELETE.
+func WithRetryIf(f func(*http.Request) bool) Option {
+	return func(o *options) { o.retryIf = f }
 }
 
 func buildOptions(defEndpoint string, opts []Option) (*options, error) {

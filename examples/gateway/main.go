@@ -50,6 +50,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	useNginx := cli.Bool(fs, "nginx", false, "run a real Nginx as the balancer, its upstreams kept by lb/nginx")
 	metricsAddr := cli.String(fs, "metrics", "", "with -nginx: listen address of the gateway's own /metrics (without -nginx it is on -http)")
 	nginxBin := cli.String(fs, "nginx-bin", "", "nginx binary (default: nginx in PATH, or /usr/sbin/nginx)")
+	upTimeout := cli.String(fs, "upstream-timeout", "10s", "how long a call waits for the upstream's first answer before the client gets 503 / Unavailable (0 disables)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -57,6 +58,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	fail := func(code int, err error) int { fmt.Fprintln(stderr, err); return code }
+	timeout, err := time.ParseDuration(*upTimeout)
+	if err != nil || timeout < 0 {
+		return fail(2, fmt.Errorf("-upstream-timeout: want a duration such as 10s or 0 (none), got %q", *upTimeout))
+	}
+	if timeout == 0 {
+		timeout = -1 // gateway.Config: negative disables, zero is the default
+	}
 	rt, err := nf.Setup(stderr)
 	if err != nil {
 		return fail(2, err)
@@ -149,7 +157,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		if rt.Telemetry.Meter != nil {
 			opts = append(opts, lb.WithMeterProvider(rt.Telemetry.Meter))
 		}
-		g, err := gateway.Start(gateway.Config{Reads: reads, Writes: writes, GRPCAddr: *grpcAddr, HTTPAddr: *httpAddr, Options: opts, Metrics: rt.Telemetry.Metrics, Logger: rt.Logger})
+		g, err := gateway.Start(gateway.Config{Reads: reads, Writes: writes, GRPCAddr: *grpcAddr, HTTPAddr: *httpAddr, Options: opts, Metrics: rt.Telemetry.Metrics, Logger: rt.Logger, UpstreamTimeout: timeout})
 		if err != nil {
 			return fail(1, err)
 		}

@@ -10,6 +10,12 @@
 // managers whatever the method). For pattern 2 the two routes live in
 // two domains, so the gateway holds two observer Nodes.
 //
-// The gRPC side forwards the demo Catalog service; the HTTP side forwards
-// everything except /_gateway/status, the gateway's own status page.
+// The gRPC side forwards any service with lb.NewProxy: in a shared gateway
+// a method is placed by its descriptor (the demo Catalog's are linked in)
+// and a method nothing places is refused, never guessed. The HTTP side
+// forwards everything except /_gateway/status, the gateway's own status
+// page. Both put a deadline on the upstream's first answer and answer 503
+// with Retry-After (gRPC Unavailable with a RetryInfo) whenever the upstream
+// cannot answer, a stand-by manager's read-only refusal during a fail-over
+// included.
 package gateway

@@ -15,7 +15,9 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/carbonkit/carbon/cluster"
-	pb "github.com/carbonkit/carbon/examples/internal/catalogpb"
+	// The demo services' descriptors, so that the proxy tells their reads
+	// from their writes by idempotency_level.
+	_ "github.com/carbonkit/carbon/examples/internal/catalogpb"
 	"github.com/carbonkit/carbon/lb"
 	"github.com/carbonkit/carbon/role"
 )
@@ -55,10 +57,20 @@ type Config struct {
 	Metrics http.Handler
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
+	// UpstreamTimeout bounds how long a call waits for the upstream's
+	// first answer (gRPC headers, a message or a status; HTTP response
+	// headers). Past it the client gets 503 / Unavailable with a retry
+	// hint. Default 10 s; negative disables it. A stream that stays
+	// silent longer on purpose should send its headers first.
+	UpstreamTimeout time.Duration
+	// RetryAfter is the delay a 503 (Retry-After) or Unavailable
+	// (RetryInfo) suggests. Default 1 s.
+	RetryAfter time.Duration
 }
 
 // Gateway is a running balancer.
 type Gateway struct {
+	up       upstreamPolicy
 	conns    []*grpc.ClientConn
 	proxies  []*httputil.ReverseProxy
 	grpc     *grpc.Server
@@ -91,30 +103,48 @@ func Start(cfg Config) (g *Gateway, err error) {
 		}
 		return cc, err
 	}
-	proxy := func(r Route) *httputil.ReverseProxy {
-		p := lb.NewReverseProxy(r.Node, r.SubDomain, append([]lb.Option{lb.WithPolicy(r.Policy), lb.WithLogger(log)}, cfg.Options...)...)
+	proxy := func(r Route, extra ...lb.Option) *httputil.ReverseProxy {
+		opts := append([]lb.Option{lb.WithPolicy(r.Policy), lb.WithLogger(log)}, extra...)
+		p := lb.NewReverseProxy(r.Node, r.SubDomain, append(opts, cfg.Options...)...)
 		g.proxies = append(g.proxies, p)
 		return p
 	}
 
-	var conn grpc.ClientConnInterface
+	g.up = upstreamPolicy{timeout: cfg.UpstreamTimeout, retryAfter: cfg.RetryAfter}
+	if g.up.timeout == 0 {
+		g.up.timeout = 10 * time.Second
+	}
+	if g.up.retryAfter <= 0 {
+		g.up.retryAfter = time.Second
+	}
+	classifier := role.NewClassifier()
+	// A route that should reach a writer (the active manager first): a
+	// read-only refusal from it means no manager is writable right now.
+	g.up.writerRoute = cfg.Writes != nil || cfg.Reads.Policy == lb.ActiveFirst
+
+	var gp *lb.Proxy
 	var handler http.Handler
 	nodes := []*cluster.Node{cfg.Reads.Node}
 	reads, err := dial(cfg.Reads)
 	if err != nil {
 		return nil, err
 	}
+	httpOpts := []lb.Option{lb.WithRetryIf(classifier.IsReadRequest)}
 	if cfg.Writes == nil {
-		conn = reads
-		handler = proxy(cfg.Reads)
+		// One route: every method goes to it, none needs placing (reads
+		// known by their descriptor may still be retried).
+		gp = lb.NewProxy(reads, reads, lb.ProxyRetryReads())
+		handler = g.up.http(proxy(cfg.Reads, httpOpts...), g.up.writerRoute)
 	} else {
 		writes, err := dial(*cfg.Writes)
 		if err != nil {
 			return nil, err
 		}
-		classifier := role.NewClassifier()
-		conn = lb.NewRouter(reads, writes, lb.WithClassifier(classifier))
-		rp, wp := proxy(cfg.Reads), proxy(*cfg.Writes)
+		// Reads go to the workers and writes to the managers by the same
+		// classifier as the role Guard; the descriptors of the services
+		// are linked in (catalogpb, imported below for that).
+		gp = lb.NewProxy(reads, writes, lb.ProxyRetryReads())
+		rp, wp := g.up.http(proxy(cfg.Reads, httpOpts...), false), g.up.http(proxy(*cfg.Writes, httpOpts...), true)
 		mgrPaths := cfg.ManagerPaths
 		if mgrPaths == nil {
 			mgrPaths = []string{"/console"}
@@ -149,8 +179,7 @@ func Start(cfg Config) (g *Gateway, err error) {
 		return nil, fmt.Errorf("gateway: HTTP listen address: %w", err)
 	}
 	g.grpcAddr, g.httpAddr = gl.Addr().String(), hl.Addr().String()
-	g.grpc = grpc.NewServer()
-	pb.RegisterCatalogServer(g.grpc, &forward{c: pb.NewCatalogClient(conn)})
+	g.grpc = grpc.NewServer(append(gp.ServerOptions(), grpc.StreamInterceptor(g.up.grpc))...)
 	mux := http.NewServeMux()
 	mux.Handle("GET "+StatusPath, cluster.NewStatusHandler(nodes...))
 	if cfg.Metrics != nil {
@@ -210,34 +239,6 @@ func (g *Gateway) Close() {
 			}
 		}
 	})
-}
-
-// forward is the Catalog service of a gateway: each call goes to the
-// balanced connection, and its status (the Guard's ErrorInfo included)
-// comes back unchanged.
-type forward struct {
-	pb.UnimplementedCatalogServer
-	c pb.CatalogClient
-}
-
-func (f *forward) ListArtifacts(ctx context.Context, r *pb.ListArtifactsRequest) (*pb.ListArtifactsResponse, error) {
-	return f.c.ListArtifacts(ctx, r)
-}
-
-func (f *forward) GetArtifact(ctx context.Context, r *pb.GetArtifactRequest) (*pb.Artifact, error) {
-	return f.c.GetArtifact(ctx, r)
-}
-
-func (f *forward) DeployArtifact(ctx context.Context, r *pb.DeployArtifactRequest) (*pb.Artifact, error) {
-	return f.c.DeployArtifact(ctx, r)
-}
-
-func (f *forward) UpdateArtifact(ctx context.Context, r *pb.UpdateArtifactRequest) (*pb.Artifact, error) {
-	return f.c.UpdateArtifact(ctx, r)
-}
-
-func (f *forward) UndeployArtifact(ctx context.Context, r *pb.UndeployArtifactRequest) (*pb.UndeployArtifactResponse, error) {
-	return f.c.UndeployArtifact(ctx, r)
 }
 
 func orDefault(s, def string) string {
