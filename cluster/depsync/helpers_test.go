@@ -20,6 +20,7 @@ import (
 
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 
 	"github.com/carbonkit/carbon/cluster"
 	"github.com/carbonkit/carbon/cluster/depsync"
@@ -98,7 +99,11 @@ func startNode(t testing.TB, c nodeCfg) *tnode {
 		lis.Close()
 		t.Fatalf("Join(%s): %v", c.name, err)
 	}
-	tn := &tnode{name: c.name, n: n, srv: grpc.NewServer()}
+	var sopts []grpc.ServerOption
+	if c.trust != nil {
+		sopts = append(sopts, grpc.Creds(credentials.NewTLS(trust.ServerTLSConfig(c.trust, trust.AuthorizeDomain(c.domain)))))
+	}
+	tn := &tnode{name: c.name, n: n, srv: grpc.NewServer(sopts...)}
 	if c.register != nil {
 		c.register(tn.srv)
 	} else {

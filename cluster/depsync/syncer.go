@@ -18,10 +18,12 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/carbonkit/carbon/cluster"
 	"github.com/carbonkit/carbon/internal/depsyncpb"
+	"github.com/carbonkit/carbon/trust"
 	"github.com/carbonkit/carbon/role"
 )
 
@@ -76,7 +78,9 @@ type Options struct {
 	// rooted at the active manager. Default 2. A negative value disables
 	// peer fetching: every follower fetches from the manager.
 	FanOut int
-	// DialOptions are used to dial managers and peers. Default: insecure
+	// DialOptions are used to dial managers and peers. Default: with a
+	// trust root on the Node, mutual TLS from its certificates (peers'
+	// gRPC servers then use trust.ServerTLSConfig); without, insecure
 	// transport credentials (plaintext), as on a private network.
 	DialOptions []grpc.DialOption
 
@@ -132,7 +136,11 @@ func (o *Options) defaults(n *cluster.Node) error {
 		o.FanOut = 2
 	}
 	if o.DialOptions == nil {
-		o.DialOptions = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+		creds := insecure.NewCredentials()
+		if src := n.TrustSource(); src != nil {
+			creds = credentials.NewTLS(trust.ClientTLSConfig(src, trust.AuthorizeDomain(n.Domain())))
+		}
+		o.DialOptions = []grpc.DialOption{grpc.WithTransportCredentials(creds)}
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
