@@ -23,8 +23,8 @@ import (
 
 	"github.com/carbonkit/carbon/cluster"
 	"github.com/carbonkit/carbon/internal/depsyncpb"
-	"github.com/carbonkit/carbon/trust"
 	"github.com/carbonkit/carbon/role"
+	"github.com/carbonkit/carbon/trust"
 )
 
 // MessageName is the cluster message a manager broadcasts when it
