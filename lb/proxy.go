@@ -85,7 +85,10 @@ func ProxyDescriptors(r role.DescriptorResolver) ProxyOption {
 
 // ProxyRetryReads makes the proxy send a read once more, through a new
 // pick of the reads connection's balancer, when its first attempt fails
-// with Unavailable before anything of the response was forwarded. Only
+// with Unavailable before anything of the response arrived (no headers:
+// a failed connection, no routable member, a trailers-only Unavailable
+// status, as a grpc-go handler that fails before it sends anything
+// returns). Only
 // reads whose descriptor says the client sends one message (unary and
 // server-streaming) are retried, since the proxy then holds that one
 // message and nothing more; writes are never retried. Default off.
@@ -216,7 +219,7 @@ func (p *Proxy) forwardSingle(ctx context.Context, cc grpc.ClientConnInterface, 
 		if err != nil && !errors.Is(err, io.EOF) {
 			return err
 		}
-		sent, err := pumpDown(cs, ss, f, retry && attempt == 0)
+		sent, err := pumpDown(cs, ss, f)
 		if retry && attempt == 0 && !sent && status.Code(err) == codes.Unavailable && ctx.Err() == nil {
 			continue
 		}
@@ -237,7 +240,7 @@ func forwardStream(ctx context.Context, cc grpc.ClientConnInterface, ss grpc.Ser
 	go pumpUp(ss, cs)
 	f := getFrame()
 	defer putFrame(f)
-	_, err = pumpDown(cs, ss, f, false)
+	_, err = pumpDown(cs, ss, f)
 	ss.SetTrailer(cs.Trailer())
 	return err
 }
@@ -266,18 +269,14 @@ func pumpUp(ss grpc.ServerStream, cs grpc.ClientStream) {
 
 // pumpDown forwards the upstream's headers and messages to the client and
 // returns the upstream's status; the caller forwards the trailers. sent
-// reports whether anything reached the client, after which a call is not
-// retried. With hold, the headers wait for the first message or the end
-// of the call, so that an attempt that fails after its headers can still
-// be retried (the retry's headers replace them); without, they are sent
-// as soon as they arrive.
-func pumpDown(cs grpc.ClientStream, ss grpc.ServerStream, f *frame, hold bool) (sent bool, err error) {
+// reports whether anything reached the client (headers or a message),
+// after which a call is not retried.
+func pumpDown(cs grpc.ClientStream, ss grpc.ServerStream, f *frame) (sent bool, err error) {
 	hdr, err := cs.Header()
 	if err != nil {
 		return false, err
 	}
-	// nil headers: a trailers-only response, which stays one.
-	if hdr != nil && !hold {
+	if hdr != nil { // nil: a trailers-only response, which stays one
 		if err := ss.SendHeader(hdr); err != nil {
 			return true, err
 		}
@@ -286,16 +285,9 @@ func pumpDown(cs grpc.ClientStream, ss grpc.ServerStream, f *frame, hold bool) (
 	for {
 		if err := cs.RecvMsg(f); err != nil {
 			if errors.Is(err, io.EOF) {
-				err = nil
-			}
-			if hold && hdr != nil && (err == nil || status.Code(err) != codes.Unavailable) {
-				_ = ss.SetHeader(hdr) // sent with the status
+				return sent, nil
 			}
 			return sent, err
-		}
-		if hold && hdr != nil {
-			_ = ss.SetHeader(hdr) // sent with this first message
-			hold = false
 		}
 		err := ss.SendMsg(f)
 		f.free()

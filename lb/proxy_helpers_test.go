@@ -29,7 +29,8 @@ import (
 // key drives the rest:
 //
 //	"fail"   an error with details (ErrorInfo) and a trailer
-//	"flaky"  Unavailable on the upstream's first flaky call, then success
+//	"flaky"  (unary, server streams) Unavailable, with no headers, on the upstream's first
+//	         flaky call, then success
 //	"block"  wait for the call's context to end and record its error
 //	"flood"  (List) send value × 16 KiB messages, counting them
 //	"n=<k>"  (List, Import) send k items
@@ -138,10 +139,6 @@ func (u *upstream) outcome(ctx context.Context, key string) error {
 	case "fail":
 		st, _ := status.New(codes.Aborted, "upstream says no").WithDetails(&errdetails.ErrorInfo{Reason: "TEST_FAILURE", Domain: "test", Metadata: map[string]string{"by": u.name}})
 		return st.Err()
-	case "flaky":
-		if u.flaky.Add(1) == 1 {
-			return status.Error(codes.Unavailable, "upstream unavailable, once")
-		}
 	case "block":
 		<-ctx.Done()
 		u.ended <- ctx.Err()
@@ -151,6 +148,11 @@ func (u *upstream) outcome(ctx context.Context, key string) error {
 }
 
 func (u *upstream) unary(ctx context.Context, method string, in *testpb.Item) (*testpb.Item, error) {
+	if in.Key == "flaky" && u.flaky.Add(1) == 1 {
+		u.called(method)
+		// Before any header, as a handler that fails at once does.
+		return nil, status.Error(codes.Unavailable, "upstream unavailable, once")
+	}
 	u.begin(ctx, method, func(md metadata.MD) error { return grpc.SetHeader(ctx, md) }, func(md metadata.MD) { _ = grpc.SetTrailer(ctx, md) })
 	if err := u.outcome(ctx, in.Key); err != nil {
 		return nil, err
@@ -169,6 +171,10 @@ func (u *upstream) Search(ctx context.Context, in *testpb.Item) (*testpb.Item, e
 }
 
 func (u *upstream) serverStream(method string, in *testpb.Item, s grpc.ServerStreamingServer[testpb.Item]) error {
+	if in.Key == "flaky" && u.flaky.Add(1) == 1 {
+		u.called(method)
+		return status.Error(codes.Unavailable, "upstream unavailable, once")
+	}
 	u.begin(s.Context(), method, s.SetHeader, s.SetTrailer)
 	if in.Key == "flood" {
 		n, _ := strconv.Atoi(in.Value)

@@ -343,3 +343,32 @@ func TestHTTPReadsRetriedWritesNot(t *testing.T) {
 		t.Fatalf("%d of 2 DELETEs failed, want 1: writes must not be retried on the live worker", failed)
 	}
 }
+
+func TestWriteToFrozenManagerGetsUnavailable(t *testing.T) {
+	// The case of issue 21: a write queued to a paused active manager must
+	// not hang until it resumes; the client hears Unavailable in time, and
+	// can retry once a stand-by has taken over.
+	domain := newDomain()
+	w := member(t, domain, "w1", role.Worker, false, nil, serve(t, "w1", role.NewGuard(role.Static(role.Worker))))
+	seeds := []string{w.Self().Addr}
+	member(t, domain, "m1", role.Manager, false, seeds, map[string]string{"grpc": frozen(t), "http": frozen(t)})
+	obs := member(t, domain, "gw", "", true, seeds, nil)
+	waitRoutable(t, obs, cluster.SubDomainManager, 1)
+	const timeout = 300 * time.Millisecond
+	g := start(t, Config{
+		Reads:           Route{Node: obs, SubDomain: cluster.SubDomainWorker},
+		Writes:          &Route{Node: obs, SubDomain: cluster.SubDomainManager, Policy: lb.ActiveFirst},
+		UpstreamTimeout: timeout,
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	t0 := time.Now()
+	_, err := pb.NewCatalogClient(dial(t, g.GRPCAddr())).DeployArtifact(ctx, &pb.DeployArtifactRequest{})
+	wantUnavailable(t, "gRPC write to a frozen manager", err)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPut, "http://"+g.HTTPAddr()+"/artifacts/a", strings.NewReader("{}"))
+	resp, err := http.DefaultClient.Do(req)
+	want503(t, "HTTP write to a frozen manager", resp, err)
+	if took := time.Since(t0); took > 2*timeout+3*time.Second {
+		t.Fatalf("two writes took %v, want about twice the upstream timeout %v", took, timeout)
+	}
+}
