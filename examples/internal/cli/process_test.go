@@ -240,6 +240,7 @@ func TestFrozenActiveAcknowledgesNothing(t *testing.T) {
 	if err := m1.cmd.Process.Signal(syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}
+	resumed := time.Now()
 	t.Logf("SIGCONT %v after SIGSTOP", resumedAt)
 
 	// From the moment m1 answers again, it never says writable while m2
@@ -249,6 +250,7 @@ func TestFrozenActiveAcknowledgesNothing(t *testing.T) {
 		t.Errorf("the write queued during the pause was acknowledged after it: %s", res)
 	}
 	code, body, err := post(context.Background(), m1.http, "after")
+	refusedIn := time.Since(resumed)
 	if err != nil || code == http.StatusCreated {
 		t.Errorf("a write to the resumed old active: %d %s %v, want a refusal", code, body, err)
 	}
@@ -263,5 +265,5 @@ func TestFrozenActiveAcknowledgesNothing(t *testing.T) {
 			t.Fatal("the resumed old active reports writable while the stand-by holds the role")
 		}
 	}
-	t.Logf("stand-by writable %v after SIGSTOP; queued write: %s; direct write after SIGCONT: %d", takeover, res, code)
+	t.Logf("stand-by writable %v after SIGSTOP; queued write: %.60s; a write sent at SIGCONT refused (%d) %v after it", takeover, res, code, refusedIn)
 }
