@@ -136,8 +136,13 @@ type Config struct {
 	// Seeds are well-known members (Carbon's WKA): "host:port", or "host"
 	// for the default port. A DNS name is resolved to all its A/AAAA records
 	// on every attempt. A node whose seeds are not up yet comes up alone and
-	// keeps retrying with backoff until it has contact.
+	// keeps retrying with backoff until it has contact. While it has
+	// contact it looks the names up again now and then (every 10 s on
+	// LAN timings) and joins addresses no member holds, so that groups
+	// formed apart (pods of a headless Service started at once) merge.
 	Seeds []string
+	// Resolver looks up the seeds' host names. Default: net.DefaultResolver.
+	Resolver Resolver
 
 	// Endpoints are the member's service addresses by name: "grpc",
 	// "http", ... Balancers route to them.

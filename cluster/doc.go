@@ -32,6 +32,20 @@
 // LAN and local timings (it costs CPU and saves bandwidth a LAN does not
 // lack).
 //
+// # Seeds on Kubernetes
+//
+// A headless Service's name makes a good seed: it resolves to the pods'
+// IPs (through [Config.Resolver], the system's resolver by default). A
+// node that sees no other alive member looks the name up again on every
+// retry, so it follows pods that come and go; a node with contact looks
+// it up every 10 s (LAN timings) and joins any address no member holds, so
+// that groups formed apart while the Service listed only some pods merge.
+// A pod restarted under the same name with a new IP is taken at its new
+// address once its old one is declared dead: serf's vote on conflicting
+// names is off (every member would vote for the dead address), and the
+// restarted node keeps exchanging state while a member holds its name
+// elsewhere. docs/KUBERNETES.md has manifests.
+//
 // A member advertises its domain, sub-domain, role, serving state,
 // endpoints and properties in serf tags, encoded compactly because
 // memberlist caps them at 512 bytes; Join refuses a Config whose tags do

@@ -27,6 +27,9 @@ func (d *domainFilter) NotifyMerge(peers []*memberlist.Node) error {
 		if p.Name == d.n.cfg.NodeName && p.State != memberlist.StateAlive {
 			d.n.rejoined.Store(true)
 		}
+		if p.Name == d.n.cfg.NodeName {
+			d.n.noteSelf(p)
+		}
 	}
 	return nil
 }

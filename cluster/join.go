@@ -71,7 +71,12 @@ func (n *Node) start(ctx context.Context) error {
 	// Not sc.Merge: serf would then replace these two with its own.
 	filter := &domainFilter{n: n}
 	sc.MemberlistConfig.Merge, sc.MemberlistConfig.Alive = filter, filter
-	sc.EnableNameConflictResolution = true
+	// No serf vote on a name claimed from two addresses: members answer
+	// with the address they hold, which after a crash is the dead one's,
+	// so a pod restarted with a new IP would lose and its serf shut down.
+	// The new address is taken once the old is declared dead (memberlist's
+	// DeadNodeReclaimTime, internal/timing).
+	sc.EnableNameConflictResolution = false
 	n.recheckEvery = sc.MemberlistConfig.ProbeInterval
 
 	bindHost, bindPort, _ := splitAddr(cfg.BindAddr, DefaultPort)

@@ -72,6 +72,9 @@ type Node struct {
 	// listed this node's name as left or dead, so the domain knew it
 	// before this process (a restart); see syncAfterJoin.
 	rejoined atomic.Bool
+	// staleSelf: a joined member's state listed this node's name at
+	// another address (see reclaim.go).
+	staleSelf atomic.Bool
 	// quitting is set when Leave announces the leave: from then on the
 	// node sends no state over a stream (see leaveGuard).
 	quitting atomic.Bool

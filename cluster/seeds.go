@@ -20,13 +20,13 @@ func (n *Node) resolveSeeds(ctx context.Context) []string {
 			out = append(out, net.JoinHostPort(ip.String(), strconv.Itoa(port)))
 			continue
 		}
-		ips, err := net.DefaultResolver.LookupIPAddr(ctx, host)
+		ips, err := n.lookupSeed(ctx, host)
 		if err != nil {
 			n.log.Debug("seed does not resolve", "seed", s, "err", err)
 			continue
 		}
 		for _, ip := range ips {
-			out = append(out, net.JoinHostPort(ip.IP.String(), strconv.Itoa(port)))
+			out = append(out, net.JoinHostPort(ip.String(), strconv.Itoa(port)))
 		}
 	}
 	return out
@@ -179,6 +179,7 @@ func (n *Node) retryJoin() {
 		base = time.Second
 	}
 	backoff := base
+	sweep := newSeedSweep(n.cfg.Profile)
 	for {
 		wait := backoff/2 + rand.N(backoff/2+1)
 		t := time.NewTimer(wait)
@@ -191,6 +192,8 @@ func (n *Node) retryJoin() {
 		if n.aliveOthers() > 0 {
 			n.contacted()
 			backoff = base
+			sweep.maybe(n)
+			n.reclaimName()
 			continue
 		}
 		if !n.mayClaimNow() {

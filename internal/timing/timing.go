@@ -52,6 +52,13 @@ func Serf(p Profile) *serf.Config {
 	case WAN:
 		c.MemberlistConfig = memberlist.DefaultWANConfig()
 	}
+	// A name whose holder was declared dead may be taken by a new address
+	// (a pod restarted with a new IP) this long after: memberlist's
+	// default 0 refuses the new address until the dead entry is forgotten
+	// (GossipToTheDeadTime, 30 s on a LAN).
+	if c.MemberlistConfig.DeadNodeReclaimTime == 0 {
+		c.MemberlistConfig.DeadNodeReclaimTime = c.MemberlistConfig.ProbeInterval
+	}
 	// No gossip compression on a LAN or one machine: memberlist builds an
 	// LZW writer for every packet it sends, which cost 16 % of the CPU of
 	// 100 nodes converging here, to save bandwidth a LAN does not lack (a
