@@ -9,7 +9,9 @@ import (
 	"maps"
 	"net"
 	"net/http"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -53,6 +55,10 @@ type Config struct {
 	// mutual TLS, and its Guard takes writes only from a manager's or an
 	// observer's (a gateway's) certificate: never from a worker's.
 	PlainGRPC bool
+	// HistoryPath, when set, is a file the server appends its history
+	// record to: one JSON line per write acknowledged or refused, change
+	// applied, catch-up, and change of Writable (see history.go).
+	HistoryPath string
 }
 
 // Server is a running worker or manager.
@@ -69,6 +75,24 @@ type Server struct {
 	stopOnce     sync.Once
 	instance     string // a UUID for this run of the server
 	peerTLS      bool   // gRPC is served over mutual TLS
+	hist         *history
+	peers        *http.Client // snapshot and confirmation requests to peers
+
+	// wmu serializes writes (and a new active's catch-up), so that
+	// changes are numbered, sent and confirmed in order.
+	wmu sync.Mutex
+	// activeEpoch is the epoch at which this manager caught up with its
+	// peers (takeOver); it takes writes only at that epoch.
+	activeEpoch atomic.Uint64
+	// ready: the catalog has caught up (at start, or after a gap).
+	ready       atomic.Bool
+	caughtUp    chan struct{} // closed at the first catch-up
+	kick        chan struct{} // a gap: runSync looks
+	wakeWatch   chan struct{} // runWatch looks now
+	quit        chan struct{} // closed when the server stops
+	quitOnce    sync.Once
+	bg          sync.WaitGroup // runSync, runWatch
+	lastSyncErr atomic.Value   // string: why the last catch-up failed
 }
 
 // PeerTLS reports whether the server's gRPC runs over mutual TLS (a trust
@@ -114,7 +138,9 @@ func Start(ctx context.Context, cfg Config) (s *Server, err error) {
 		gl.Close()
 		return nil, fmt.Errorf("server: HTTP listen address: %w", err)
 	}
-	s = &Server{store: newStore(), log: log, grpcAddr: advertise(gl.Addr(), cfg.AdvertiseHost), httpAddr: advertise(hl.Addr(), cfg.AdvertiseHost)}
+	s = &Server{store: newStore(), log: log, grpcAddr: advertise(gl.Addr(), cfg.AdvertiseHost), httpAddr: advertise(hl.Addr(), cfg.AdvertiseHost),
+		caughtUp: make(chan struct{}), kick: make(chan struct{}, 1), wakeWatch: make(chan struct{}, 1), quit: make(chan struct{}),
+		peers: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4, IdleConnTimeout: 30 * time.Second}}}
 	s.instance = uuid.NewString()
 	// Not s in the deferred call: every error return sets the named result
 	// s to nil before deferred calls run.
@@ -137,14 +163,14 @@ func Start(ctx context.Context, cfg Config) (s *Server, err error) {
 	if s.node, err = cluster.Join(ctx, ccfg); err != nil {
 		return nil, err
 	}
-	logf := func(msg string, args ...any) { log.Warn(msg, args...) }
-	for _, n := range []*cluster.Node{s.node} {
-		if err := n.Handle(MsgDeploy, s.store.handler(false, logf)); err != nil {
-			return nil, err
-		}
-		if err := n.Handle(MsgUndeploy, s.store.handler(true, logf)); err != nil {
-			return nil, err
-		}
+	if s.hist, err = openHistory(cfg.HistoryPath, s.node.Name()); err != nil {
+		return nil, err
+	}
+	if err := s.node.Handle(MsgDeploy, s.onChange(false)); err != nil {
+		return nil, err
+	}
+	if err := s.node.Handle(MsgUndeploy, s.onChange(true)); err != nil {
+		return nil, err
 	}
 	if cfg.Follow != nil {
 		fcfg := *cfg.Follow
@@ -155,10 +181,10 @@ func Start(ctx context.Context, cfg Config) (s *Server, err error) {
 		if s.follow, err = cluster.Join(ctx, fcfg); err != nil {
 			return nil, fmt.Errorf("server: following domain %q: %w", fcfg.Domain, err)
 		}
-		if err := s.follow.Handle(MsgDeploy, s.store.handler(false, logf)); err != nil {
+		if err := s.follow.Handle(MsgDeploy, s.onChange(false)); err != nil {
 			return nil, err
 		}
-		if err := s.follow.Handle(MsgUndeploy, s.store.handler(true, logf)); err != nil {
+		if err := s.follow.Handle(MsgUndeploy, s.onChange(true)); err != nil {
 			return nil, err
 		}
 	}
@@ -200,6 +226,20 @@ func Start(ctx context.Context, cfg Config) (s *Server, err error) {
 			log.Error("HTTP server stopped", "err", err)
 		}
 	}()
+	// Catch up before reporting ready: until then reads answer 503 and
+	// the node stays "starting", so no balancer sends it anything.
+	s.bg.Add(1)
+	go s.runSync()
+	if ccfg.Role == role.Manager {
+		s.bg.Add(1)
+		go s.runWatch()
+	}
+	select {
+	case <-s.caughtUp:
+	case <-ctx.Done():
+		why, _ := s.lastSyncErr.Load().(string)
+		return nil, fmt.Errorf("server: catching up the catalog: %w (last: %s)", ctx.Err(), why)
+	}
 	if err := s.node.Ready(ctx); err != nil {
 		return nil, err
 	}
@@ -244,6 +284,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.http.Close()
 	}
 	s.served.Wait()
+	s.stopBackground()
 	if s.follow != nil {
 		if err := s.follow.Leave(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("leave %s: %w", s.follow.Domain(), err))
@@ -252,6 +293,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if err := s.node.Leave(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("leave: %w", err))
 	}
+	if err := s.hist.close(); err != nil {
+		errs = append(errs, fmt.Errorf("history: %w", err))
+	}
 	return errors.Join(errs...)
 }
 
@@ -259,6 +303,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // (peers declare it failed) and the servers drop their connections.
 func (s *Server) Kill() {
 	s.stopOnce.Do(func() {
+		s.stopBackground()
 		if s.node != nil {
 			s.node.Close()
 		}
@@ -272,41 +317,165 @@ func (s *Server) Kill() {
 			s.http.Close()
 		}
 		s.served.Wait()
+		s.hist.close()
 	})
 }
 
-// write applies a change on the active manager under its epoch and
-// broadcasts it. The Guard has already let the call through; the check is
-// repeated because the node may have lost the active role since.
-func (s *Server) write(ctx context.Context, c change, remove bool) (*pb.Artifact, error) {
+// stopBackground ends runSync and runWatch and drops idle peer
+// connections.
+func (s *Server) stopBackground() {
+	s.quitOnce.Do(func() {
+		close(s.quit)
+		s.bg.Wait()
+		s.peers.CloseIdleConnections()
+	})
+}
+
+// onChange is the handler of the catalog's messages on a follower.
+func (s *Server) onChange(remove bool) cluster.Handler {
+	return func(m cluster.Message) {
+		c, err := decodeChange(m.Payload, remove)
+		if err != nil {
+			s.log.Warn("catalog: bad message", "from", m.From, "err", err)
+			return
+		}
+		out, done := s.store.offer(c)
+		s.hist.apply(done)
+		switch out {
+		case stale:
+			s.log.Warn("catalog: change refused", "from", m.From, "artifact", c.Name, "err",
+				fmt.Errorf("%w: %d < %d", ErrStaleEpoch, c.Epoch, s.store.position().Epoch))
+		case gap:
+			s.kickSync()
+		}
+	}
+}
+
+// writable reports whether the server takes writes now: its node is
+// writable and, at that epoch, it has caught up with its peers.
+func (s *Server) writable() bool {
+	e := s.node.Epoch()
+	return e != 0 && s.activeEpoch.Load() == e
+}
+
+// confirmTimeout bounds how long a write waits for the stand-by managers
+// to confirm they hold it.
+const confirmTimeout = 2 * time.Second
+
+// write applies a change on the active manager under its epoch, sends it,
+// and acknowledges it only when that is safe:
+//
+//   - the Guard let the call through, and it is checked again here (the
+//     node may have lost the active role since);
+//   - the manager caught up with its peers at this epoch (takeOver);
+//   - after applying, the node is still writable at the same epoch;
+//     otherwise the change is undone before anyone could read it
+//     (ErrNotAcknowledged: a pause may have let another manager take over);
+//   - every alive stand-by manager holds it (so the next active has it,
+//     whenever this one stops), and the node is still writable at the same
+//     epoch. Otherwise ErrNotAcknowledged: the change was sent and may
+//     survive, but the client is not told it did.
+func (s *Server) write(ctx context.Context, c change) (*pb.Artifact, change, error) {
 	if err := s.guard.CheckWrite(ctx); err != nil {
-		return nil, err
+		s.hist.reject(c.Name, "read-only")
+		return nil, c, err
 	}
-	c.Epoch = s.node.Epoch()
-	prev, had := s.store.get(c.Name)
-	a, err := s.store.apply(c, remove)
-	if err != nil {
-		return nil, err
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	epoch := s.node.Epoch()
+	if epoch == 0 {
+		s.hist.reject(c.Name, "read-only")
+		if err := s.guard.CheckWrite(ctx); err != nil {
+			return nil, c, err
+		}
+		return nil, c, fmt.Errorf("%w: lost the active role before applying %q", ErrNotAcknowledged, c.Name)
 	}
-	// Check again after applying and before anyone learns of the change:
-	// a pause (GC, SIGSTOP) between the first check and here may have let
-	// another manager take over. Then undo and tell the client to retry.
-	if !s.node.Writable() || s.node.Epoch() != c.Epoch {
-		s.store.restore(c.Name, prev, had)
-		return nil, fmt.Errorf("%w: %q at epoch %d", ErrNotAcknowledged, c.Name, c.Epoch)
+	if s.activeEpoch.Load() != epoch {
+		select {
+		case s.wakeWatch <- struct{}{}:
+		default:
+		}
+		s.hist.reject(c.Name, "catching-up")
+		return nil, c, fmt.Errorf("%w: became active at epoch %d, not yet caught up with its peers", ErrCatchingUp, epoch)
+	}
+	still := func() bool { return s.node.Writable() && s.node.Epoch() == epoch }
+	c, a, err := s.store.commit(c, epoch, func() error {
+		if !still() {
+			return fmt.Errorf("%w: lost the active role or its write lease while applying %q at epoch %d (undone)", ErrNotAcknowledged, c.Name, epoch)
+		}
+		return nil
+	})
+	switch {
+	case errors.Is(err, ErrNotFound):
+		s.hist.reject(c.Name, "not-found")
+		return nil, c, err
+	case errors.Is(err, ErrStaleEpoch):
+		s.hist.reject(c.Name, "stale-epoch")
+		return nil, c, err
+	case err != nil:
+		s.hist.reject(c.Name, "lost-lease")
+		return nil, c, err
 	}
 	name := MsgDeploy
-	if remove {
+	if c.Remove {
 		name = MsgUndeploy
 	}
 	payload, _ := json.Marshal(c)
 	if err := s.node.Broadcast(ctx, name, payload); err != nil {
-		s.log.Warn("catalog: broadcast failed; peers miss this change", "artifact", c.Name, "err", err)
+		s.log.Warn("catalog: broadcast failed; peers catch up later", "artifact", c.Name, "err", err)
 	}
+	if err := s.confirm(ctx, c.pos()); err != nil {
+		s.hist.reject(c.Name, "unconfirmed")
+		return nil, c, fmt.Errorf("%w: %q at epoch %d seq %d: %v", ErrNotAcknowledged, c.Name, epoch, c.Seq, err)
+	}
+	if !still() {
+		s.hist.reject(c.Name, "unconfirmed")
+		return nil, c, fmt.Errorf("%w: lost the active role or its write lease before acknowledging %q at epoch %d seq %d", ErrNotAcknowledged, c.Name, epoch, c.Seq)
+	}
+	s.hist.accept(c)
 	if a != nil {
 		a.ServedBy = s.node.Name()
 	}
-	return a, nil
+	return a, c, nil
+}
+
+// confirm waits until every alive trusted stand-by manager of the node's
+// sub-domain reports a catalog at or past at (a member that stops being
+// alive meanwhile is no longer waited for).
+func (s *Server) confirm(ctx context.Context, at Position) error {
+	ctx, cancel := context.WithTimeout(ctx, confirmTimeout)
+	defer cancel()
+	done := map[string]bool{}
+	var last error
+	for {
+		var waiting []cluster.Member
+		for _, m := range s.node.View().Alive(s.node.SubDomain()) {
+			if m.Role == role.Manager && m.Name != s.node.Name() && m.Trusted() && !done[m.Name] {
+				if _, ok := m.Endpoint("http"); ok {
+					waiting = append(waiting, m)
+				}
+			}
+		}
+		if len(waiting) == 0 {
+			return nil
+		}
+		snaps, errs := s.fetchAll(ctx, waiting)
+		for name, snap := range snaps {
+			if !snap.Position.Less(at) {
+				done[name] = true
+			} else {
+				last = fmt.Errorf("%s is at epoch %d seq %d", name, snap.Epoch, snap.Seq)
+			}
+		}
+		if len(errs) > 0 {
+			last = errors.Join(errs...)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("stand-by managers did not confirm: %v", last)
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
 }
 
 type catalog struct {
@@ -314,12 +483,41 @@ type catalog struct {
 	s *Server
 }
 
+// Headers of every catalog reply (gRPC response metadata, HTTP headers):
+// the epoch and the sequence number of the catalog the reply reflects,
+// and for a write, of the change it made.
+const (
+	EpochHeader = "carbon-catalog-epoch"
+	SeqHeader   = "carbon-catalog-seq"
+)
+
+func setPosition(ctx context.Context, p Position) {
+	_ = grpc.SetHeader(ctx, metadata.Pairs(EpochHeader, strconv.FormatUint(p.Epoch, 10), SeqHeader, strconv.FormatUint(p.Seq, 10)))
+}
+
+// readable is nil when the node may serve reads: it has caught up.
+func (s *Server) readable() error {
+	if !s.ready.Load() {
+		return fmt.Errorf("%w: %s is behind its domain", ErrCatchingUp, s.node.Name())
+	}
+	return nil
+}
+
 func (c *catalog) ListArtifacts(ctx context.Context, _ *pb.ListArtifactsRequest) (*pb.ListArtifactsResponse, error) {
-	return &pb.ListArtifactsResponse{Artifacts: c.s.store.list(), ServedBy: c.s.node.Name()}, nil
+	if err := c.s.readable(); err != nil {
+		return nil, grpcError(err)
+	}
+	list, at := c.s.store.list()
+	setPosition(ctx, at)
+	return &pb.ListArtifactsResponse{Artifacts: list, ServedBy: c.s.node.Name()}, nil
 }
 
 func (c *catalog) GetArtifact(ctx context.Context, r *pb.GetArtifactRequest) (*pb.Artifact, error) {
-	a, ok := c.s.store.get(r.GetName())
+	if err := c.s.readable(); err != nil {
+		return nil, grpcError(err)
+	}
+	a, at, ok := c.s.store.get(r.GetName())
+	setPosition(ctx, at)
 	if !ok {
 		return nil, status.Errorf(codes.NotFound, "no artifact %q on %s", r.GetName(), c.s.node.Name())
 	}
@@ -331,7 +529,10 @@ func (c *catalog) DeployArtifact(ctx context.Context, r *pb.DeployArtifactReques
 	if r.GetName() == "" || r.GetVersion() == "" {
 		return nil, status.Error(codes.InvalidArgument, "name and version are required")
 	}
-	a, err := c.s.write(ctx, change{Name: r.GetName(), Version: r.GetVersion()}, false)
+	a, ch, err := c.s.write(ctx, change{Name: r.GetName(), Version: r.GetVersion()})
+	if err == nil {
+		setPosition(ctx, ch.pos())
+	}
 	return a, grpcError(err)
 }
 
@@ -339,17 +540,22 @@ func (c *catalog) UpdateArtifact(ctx context.Context, r *pb.UpdateArtifactReques
 	if r.GetName() == "" || r.GetVersion() == "" {
 		return nil, status.Error(codes.InvalidArgument, "name and version are required")
 	}
-	if _, ok := c.s.store.get(r.GetName()); !ok {
+	if _, _, ok := c.s.store.get(r.GetName()); !ok {
 		return nil, status.Errorf(codes.NotFound, "no artifact %q", r.GetName())
 	}
-	a, err := c.s.write(ctx, change{Name: r.GetName(), Version: r.GetVersion()}, false)
+	a, ch, err := c.s.write(ctx, change{Name: r.GetName(), Version: r.GetVersion()})
+	if err == nil {
+		setPosition(ctx, ch.pos())
+	}
 	return a, grpcError(err)
 }
 
 func (c *catalog) UndeployArtifact(ctx context.Context, r *pb.UndeployArtifactRequest) (*pb.UndeployArtifactResponse, error) {
-	if _, err := c.s.write(ctx, change{Name: r.GetName()}, true); err != nil {
+	_, ch, err := c.s.write(ctx, change{Name: r.GetName(), Remove: true})
+	if err != nil {
 		return nil, grpcError(err)
 	}
+	setPosition(ctx, ch.pos())
 	return &pb.UndeployArtifactResponse{ServedBy: c.s.node.Name()}, nil
 }
 
@@ -363,7 +569,7 @@ func grpcError(err error) error {
 		return status.Error(codes.NotFound, err.Error())
 	case errors.Is(err, ErrStaleEpoch):
 		return status.Error(codes.Aborted, err.Error())
-	case errors.Is(err, ErrNotAcknowledged):
+	case errors.Is(err, ErrNotAcknowledged), errors.Is(err, ErrCatchingUp):
 		return status.Error(codes.Unavailable, err.Error())
 	}
 	return err
