@@ -81,7 +81,7 @@ type Snapshot struct {
 	// Writable is true when the node takes writes now: the cluster's
 	// Writable and, on a manager that has just become active, caught up
 	// with its peers.
-	Writable  bool          `json:"writable"`
+	Writable  bool           `json:"writable"`
 	Artifacts []*pb.Artifact `json:"artifacts"`
 }
 
