@@ -108,7 +108,12 @@ func (s *Server) catalogPeers() []cluster.Member {
 }
 
 // catchUp brings a follower's catalog up to the active manager's, or,
-// with no active manager known, to the newest of its peers'.
+// with no active manager known, to the newest of its peers'. A node given
+// seeds waits to see another member first: just after Join its view may
+// hold only itself, and an empty catalog is no catch-up; with seeds it
+// cannot reach it stays "starting". Only a node without seeds, which
+// founds its domain, or a manager elected alone with Config.Bootstrap,
+// starts from nothing.
 func (s *Server) catchUp(ctx context.Context) error {
 	if m, addr, ok := s.activeSource(); ok {
 		snap, err := s.fetchSnapshot(ctx, addr)
@@ -120,6 +125,13 @@ func (s *Server) catchUp(ctx context.Context) error {
 		}
 		s.adopt(snap, true, m.Name)
 		return nil
+	}
+	for _, n := range s.seeded {
+		// A manager elected alone (Config.Bootstrap) holds the catalog
+		// of its domain as far as anyone can know.
+		if len(n.View().Alive("")) < 2 && !(n == s.node && s.node.Writable()) {
+			return fmt.Errorf("%s has seeds and sees no member of %s yet", n.Name(), n.Domain())
+		}
 	}
 	peers := s.catalogPeers()
 	snaps, errs := s.fetchAll(ctx, peers)
@@ -204,13 +216,20 @@ func (s *Server) runSync() {
 			s.ready.Store(false)
 		}
 		backoff := 50 * time.Millisecond
+		var logged string
+		var loggedAt time.Time
 		for {
 			err := s.catchUp(ctx)
 			if err == nil {
 				break
 			}
 			s.lastSyncErr.Store(err.Error())
-			s.log.Warn("catalog: catching up", "err", err)
+			// The same reason at most every 10 s: a node whose seeds are
+			// wrong retries for as long as it runs.
+			if msg := err.Error(); msg != logged || time.Since(loggedAt) > 10*time.Second {
+				s.log.Warn("catalog: catching up; not ready yet", "err", err)
+				logged, loggedAt = msg, time.Now()
+			}
 			select {
 			case <-s.quit:
 				return

@@ -76,6 +76,7 @@ type Server struct {
 	instance     string // a UUID for this run of the server
 	peerTLS      bool   // gRPC is served over mutual TLS
 	hist         *history
+	seeded       []*cluster.Node // nodes joined with seeds
 	peers        *http.Client // snapshot and confirmation requests to peers
 
 	// wmu serializes writes (and a new active's catch-up), so that
@@ -163,6 +164,9 @@ func Start(ctx context.Context, cfg Config) (s *Server, err error) {
 	if s.node, err = cluster.Join(ctx, ccfg); err != nil {
 		return nil, err
 	}
+	if len(ccfg.Seeds) > 0 {
+		s.seeded = append(s.seeded, s.node)
+	}
 	if s.hist, err = openHistory(cfg.HistoryPath, s.node.Name()); err != nil {
 		return nil, err
 	}
@@ -180,6 +184,9 @@ func Start(ctx context.Context, cfg Config) (s *Server, err error) {
 		}
 		if s.follow, err = cluster.Join(ctx, fcfg); err != nil {
 			return nil, fmt.Errorf("server: following domain %q: %w", fcfg.Domain, err)
+		}
+		if len(fcfg.Seeds) > 0 {
+			s.seeded = append(s.seeded, s.follow)
 		}
 		if err := s.follow.Handle(MsgDeploy, s.onChange(false)); err != nil {
 			return nil, err
