@@ -228,7 +228,9 @@ type reply struct {
 	epoch, seq uint64
 }
 
-func (r reply) String() string { return fmt.Sprintf("%d (epoch %d seq %d) %s", r.code, r.epoch, r.seq, r.body) }
+func (r reply) String() string {
+	return fmt.Sprintf("%d (epoch %d seq %d) %s", r.code, r.epoch, r.seq, r.body)
+}
 
 func do(ctx context.Context, c *http.Client, method, url, body string) (reply, error) {
 	req, _ := http.NewRequestWithContext(ctx, method, url, strings.NewReader(body))
@@ -407,4 +409,3 @@ func waitHolds(t *testing.T, p *proc, names []string) {
 		t.Fatalf("%s does not hold the acknowledged writes: %s", p.name, last)
 	}
 }
-

@@ -77,7 +77,7 @@ type Server struct {
 	peerTLS      bool   // gRPC is served over mutual TLS
 	hist         *history
 	seeded       []*cluster.Node // nodes joined with seeds
-	peers        *http.Client // snapshot and confirmation requests to peers
+	peers        *http.Client    // snapshot and confirmation requests to peers
 
 	// wmu serializes writes (and a new active's catch-up), so that
 	// changes are numbered, sent and confirmed in order.
