@@ -43,10 +43,19 @@ const peerTimeout = time.Second
 
 // fetchSnapshot asks a peer's HTTP endpoint for its catalog.
 func (s *Server) fetchSnapshot(ctx context.Context, addr string) (Snapshot, error) {
+	return s.fetch(ctx, addr, CatalogPath)
+}
+
+// fetchHead asks a peer for its position only.
+func (s *Server) fetchHead(ctx context.Context, addr string) (Snapshot, error) {
+	return s.fetch(ctx, addr, CatalogPath+"?artifacts=0")
+}
+
+func (s *Server) fetch(ctx context.Context, addr, path string) (Snapshot, error) {
 	ctx, cancel := context.WithTimeout(ctx, peerTimeout)
 	defer cancel()
 	var snap Snapshot
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+CatalogPath, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+path, nil)
 	if err != nil {
 		return snap, err
 	}
@@ -189,29 +198,37 @@ func (s *Server) adopt(snap Snapshot, force bool, from string) {
 }
 
 // runSync is the follower's catch-up loop: once at start, then whenever a
-// gap stays open past syncGrace. It retries until it succeeds.
+// gap stays open past syncGrace, or the active manager's position stays
+// ahead of this node's past syncGrace (checked every checkEvery: the last
+// change before a quiet spell may be the one lost, and nothing after it
+// would show the gap). It retries until it succeeds.
 func (s *Server) runSync() {
 	defer s.bg.Done()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() { <-s.quit; cancel() }()
+	check := time.NewTicker(checkEvery)
+	defer check.Stop()
 	first := true
 	for {
 		if !first {
+			var head Position
 			select {
 			case <-s.quit:
 				return
 			case <-s.kick:
+			case <-check.C:
+				h, ok := s.activeHead(ctx)
+				if !ok || !s.store.position().Less(h) {
+					continue
+				}
+				head = h
 			}
-			t := time.NewTimer(syncGrace)
-			select {
-			case <-s.quit:
-				t.Stop()
+			if !s.pause(syncGrace) {
 				return
-			case <-t.C:
 			}
-			if !s.store.behind() {
-				continue
+			if !s.store.behind() && !s.store.position().Less(head) {
+				continue // gossip filled the gap
 			}
 			s.ready.Store(false)
 		}
@@ -230,10 +247,8 @@ func (s *Server) runSync() {
 				s.log.Warn("catalog: catching up; not ready yet", "err", err)
 				logged, loggedAt = msg, time.Now()
 			}
-			select {
-			case <-s.quit:
+			if !s.pause(backoff) {
 				return
-			case <-time.After(backoff):
 			}
 			backoff = min(2*backoff, time.Second)
 		}
@@ -243,6 +258,32 @@ func (s *Server) runSync() {
 			first = false
 		}
 	}
+}
+
+// pause waits d; false if the server stops first.
+func (s *Server) pause(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-s.quit:
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// checkEvery is how often a follower compares its position with the
+// active manager's.
+const checkEvery = 2 * time.Second
+
+// activeHead returns the position of the active manager's catalog.
+func (s *Server) activeHead(ctx context.Context) (Position, bool) {
+	_, addr, ok := s.activeSource()
+	if !ok {
+		return Position{}, false
+	}
+	head, err := s.fetchHead(ctx, addr)
+	return head.Position, err == nil && head.Writable
 }
 
 // kickSync asks runSync to look at a gap.

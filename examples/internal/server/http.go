@@ -18,7 +18,8 @@ import (
 //	GET  /status                 cluster status page (HTML, or JSON with ?format=json)
 //	GET  /healthz                200 while serving
 //	GET  /readyz                 200 once the catalog has caught up (503 while catching up)
-//	GET  /api/catalog            the whole catalog and its position (a Snapshot; always served)
+//	GET  /api/catalog            the whole catalog and its position (a Snapshot; always served;
+//	                             ?artifacts=0: the position only)
 //	GET  /api/artifacts          list            (read)
 //	POST /api/artifacts          deploy          (write)
 //	GET  /api/artifacts/{name}   get             (read)
@@ -35,6 +36,10 @@ import (
 func (s *Server) routes() http.Handler {
 	api := http.NewServeMux()
 	api.HandleFunc("GET "+CatalogPath, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("artifacts") == "0" {
+			writeJSON(w, http.StatusOK, s.snapshotHead())
+			return
+		}
 		writeJSON(w, http.StatusOK, s.snapshot())
 	})
 	api.HandleFunc("GET /api/artifacts", func(w http.ResponseWriter, r *http.Request) {

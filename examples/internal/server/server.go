@@ -361,8 +361,7 @@ func (s *Server) onChange(remove bool) cluster.Handler {
 // writable reports whether the server takes writes now: its node is
 // writable and, at that epoch, it has caught up with its peers.
 func (s *Server) writable() bool {
-	e := s.node.Epoch()
-	return e != 0 && s.activeEpoch.Load() == e
+	return s.node.Writable() && s.activeEpoch.Load() == s.node.Epoch()
 }
 
 // confirmTimeout bounds how long a write waits for the stand-by managers
@@ -389,8 +388,10 @@ func (s *Server) write(ctx context.Context, c change) (*pb.Artifact, change, err
 	}
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
+	// In Active/Passive mode the epoch of a writable node is never 0; in
+	// Active/Active mode it always is (no claims).
 	epoch := s.node.Epoch()
-	if epoch == 0 {
+	if !s.node.Writable() {
 		s.hist.reject(c.Name, "read-only")
 		if err := s.guard.CheckWrite(ctx); err != nil {
 			return nil, c, err
