@@ -154,6 +154,10 @@ func (s *Server) catchUp(ctx context.Context) error {
 // fetchAll fetches the snapshots of peers at once; it returns those that
 // answered by name.
 func (s *Server) fetchAll(ctx context.Context, peers []cluster.Member) (map[string]Snapshot, []error) {
+	return s.fetchEach(ctx, peers, s.fetchSnapshot)
+}
+
+func (s *Server) fetchEach(ctx context.Context, peers []cluster.Member, fetch func(context.Context, string) (Snapshot, error)) (map[string]Snapshot, []error) {
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	snaps := map[string]Snapshot{}
@@ -161,7 +165,7 @@ func (s *Server) fetchAll(ctx context.Context, peers []cluster.Member) (map[stri
 	for _, m := range peers {
 		addr, _ := m.Endpoint("http")
 		wg.Go(func() {
-			snap, err := s.fetchSnapshot(ctx, addr)
+			snap, err := fetch(ctx, addr)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {

@@ -467,7 +467,7 @@ func (s *Server) confirm(ctx context.Context, at Position) error {
 		if len(waiting) == 0 {
 			return nil
 		}
-		snaps, errs := s.fetchAll(ctx, waiting)
+		snaps, errs := s.fetchEach(ctx, waiting, s.fetchHead)
 		for name, snap := range snaps {
 			if !snap.Position.Less(at) {
 				done[name] = true
