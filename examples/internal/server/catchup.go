@@ -24,7 +24,8 @@ import (
 // manager (GET /api/catalog, a read any node serves) and adopts it. The
 // same happens once at start, before the node reports ready: until then
 // its reads answer 503 / Unavailable, its /readyz is 503 and it stays
-// "starting" in the cluster, so balancers send it nothing.
+// "starting" in the cluster, so balancers send it nothing (a worker that
+// falls behind later drains while it catches up, for the same reason).
 //
 // A manager that becomes active catches up too, before it takes a write:
 // it fetches the snapshots of every alive trusted member of its domain
@@ -205,7 +206,9 @@ func (s *Server) adopt(snap Snapshot, force bool, from string) {
 // gap stays open past syncGrace, or the active manager's position stays
 // ahead of this node's past syncGrace (checked every checkEvery: the last
 // change before a quiet spell may be the one lost, and nothing after it
-// would show the gap). It retries until it succeeds.
+// would show the gap). It retries until it succeeds. It is the one
+// goroutine that calls Ready on the node after Start, and never once
+// Shutdown has begun (readyMu, closing).
 func (s *Server) runSync() {
 	defer s.bg.Done()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -236,6 +239,17 @@ func (s *Server) runSync() {
 			}
 			s.ready.Store(false)
 		}
+		// A worker that is behind leaves the balancers' rotation while it
+		// catches up (draining), and comes back after (Ready). Not a
+		// manager: a draining stand-by cannot take over.
+		rejoin := !first && s.node.Role() == role.Worker
+		if rejoin {
+			dctx, cancel := context.WithTimeout(ctx, time.Second)
+			if err := s.node.Drain(dctx); err != nil {
+				s.log.Debug("catalog: out of rotation while catching up", "err", err)
+			}
+			cancel()
+		}
 		backoff := 50 * time.Millisecond
 		var logged string
 		var loggedAt time.Time
@@ -257,6 +271,15 @@ func (s *Server) runSync() {
 			backoff = min(2*backoff, time.Second)
 		}
 		s.ready.Store(true)
+		if rejoin {
+			s.readyMu.Lock()
+			if !s.closing {
+				if err := s.node.Ready(ctx); err != nil {
+					s.log.Warn("catalog: caught up, but not back in rotation", "err", err)
+				}
+			}
+			s.readyMu.Unlock()
+		}
 		if first {
 			close(s.caughtUp)
 			first = false

@@ -94,6 +94,8 @@ type Server struct {
 	quitOnce    sync.Once
 	bg          sync.WaitGroup // runSync, runWatch
 	lastSyncErr atomic.Value   // string: why the last catch-up failed
+	readyMu     sync.Mutex     // guards closing, held around runSync's Ready
+	closing     bool           // Shutdown has begun: runSync must not call Ready
 }
 
 // PeerTLS reports whether the server's gRPC runs over mutual TLS (a trust
@@ -275,6 +277,11 @@ func (s *Server) HTTPAddr() string { return s.httpAddr }
 // leave the domain. ctx bounds the whole; past it, what remains is cut.
 func (s *Server) Shutdown(ctx context.Context) error {
 	var errs []error
+	// First, so that no catch-up makes the node ready again once it
+	// drains.
+	s.readyMu.Lock()
+	s.closing = true
+	s.readyMu.Unlock()
 	if err := s.node.Drain(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("drain: %w", err))
 	}
