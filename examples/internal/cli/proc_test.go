@@ -21,6 +21,7 @@ import (
 
 	"github.com/carbonkit/carbon/cluster"
 	"github.com/carbonkit/carbon/examples/internal/server"
+	"github.com/carbonkit/carbon/internal/testutil"
 	"github.com/carbonkit/carbon/internal/wait"
 )
 
@@ -165,6 +166,34 @@ func (p *proc) signal(t *testing.T, sig syscall.Signal) {
 	if err := p.cmd.Process.Signal(sig); err != nil {
 		t.Fatalf("%s: %v: %v", p.name, sig, err)
 	}
+}
+
+// waitStopped waits until every thread of the process is stopped (state T
+// in /proc): SIGSTOP takes effect asynchronously, and a busy machine may
+// let the process run on for some milliseconds.
+func (p *proc) waitStopped(t *testing.T) {
+	t.Helper()
+	p.mu.Lock()
+	pid := p.cmd.Process.Pid
+	p.mu.Unlock()
+	testutil.WaitFor(t, 5*time.Second, p.name+" stopped", func() bool {
+		tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/stat", pid))
+		if err != nil || len(tasks) == 0 {
+			return false
+		}
+		for _, f := range tasks {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				return false
+			}
+			// pid (comm) state ...: comm may hold spaces, so read after ')'.
+			i := bytes.LastIndexByte(b, ')')
+			if i < 0 || i+2 >= len(b) || (b[i+2] != 'T' && b[i+2] != 't') {
+				return false
+			}
+		}
+		return true
+	})
 }
 
 // kill9 kills the process with SIGKILL and reaps it.

@@ -133,6 +133,7 @@ func TestFrozenActiveAcknowledgesNothing(t *testing.T) {
 	e1 := snap.Epoch
 
 	m1.signal(t, syscall.SIGSTOP)
+	m1.waitStopped(t)
 	frozenAt := time.Now()
 	queued := make(chan reply, 1)
 	go func() {
