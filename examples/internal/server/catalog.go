@@ -14,8 +14,9 @@ import (
 	pb "github.com/carbonkit/carbon/examples/internal/catalogpb"
 )
 
-// The Catalog gRPC service.
-
+// catalog is the Catalog gRPC service. Every reply carries the catalog's
+// position (EpochHeader, SeqHeader); reads on a node that is catching up,
+// and writes the manager cannot acknowledge, answer Unavailable.
 type catalog struct {
 	pb.UnimplementedCatalogServer
 	s *Server
