@@ -33,10 +33,11 @@ func Serve(program string, r role.Role, args []string, stdout, stderr io.Writer)
 	httpAddr := String(fs, "http", "127.0.0.1:0", "HTTP listen address (API, /status, and /console on managers)")
 	advHost := String(fs, "advertise-host", "", "host advertised in the endpoints (needed when listening on 0.0.0.0)")
 	disclose := Bool(fs, "disclose-active", false, "name the active manager's gRPC endpoint in rejected writes")
+	historyPath := String(fs, "history", "", "file to append the history record to: one JSON line per write accepted or rejected, change applied, catch-up and change of writable (for fault checkers; see examples/internal/server/history.go)")
 	var mode, quorum, followDomain, followSeeds, followBind *string
 	var bootstrap *bool
 	if r == role.Manager {
-		bootstrap = Bool(fs, "bootstrap", false, "with -seeds that cannot be reached, elect this manager alone after the election delay (without it, it waits for a seed: a typo in -seeds must not make a second writer)")
+		bootstrap = Bool(fs, "bootstrap", false, "with -seeds none of which can be reached, elect this manager alone after the election delay; without it such a manager stays a read-only stand-by until it reaches a seed, so that a typo in -seeds does not make a second writer. Set it on the one manager that starts a new domain, or to recover when every other manager is gone (a manager without -seeds is alone by design and needs no -bootstrap)")
 		mode = String(fs, "manager-mode", "active-passive", "active-passive or active-active")
 		quorum = String(fs, "quorum", "0", "expected number of managers; a minority side becomes read-only (0: no quorum)")
 	} else {
@@ -62,7 +63,7 @@ func Serve(program string, r role.Role, args []string, stdout, stderr io.Writer)
 		return 2
 	}
 	ccfg.Role = r
-	cfg := server.Config{Cluster: ccfg, GRPCAddr: *grpcAddr, HTTPAddr: *httpAddr, AdvertiseHost: *advHost, DiscloseActive: *disclose, Metrics: rt.Telemetry.Metrics}
+	cfg := server.Config{Cluster: ccfg, GRPCAddr: *grpcAddr, HTTPAddr: *httpAddr, AdvertiseHost: *advHost, DiscloseActive: *disclose, HistoryPath: *historyPath, Metrics: rt.Telemetry.Metrics}
 	if r == role.Manager {
 		switch *mode {
 		case "active-passive":

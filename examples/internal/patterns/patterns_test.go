@@ -26,7 +26,10 @@ func TestTourFailsWhenBroken(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	var progress bytes.Buffer
-	topo, err := Start(ctx, Options{Pattern: 3, StepTimeout: 2 * time.Second, Progress: &progress})
+	// A step may take up to failure detection plus the manager's wait for
+	// stand-by confirmations (2 s): the stand-by killed below is confirmed
+	// dead only after detection, until then writes answer 503.
+	topo, err := Start(ctx, Options{Pattern: 3, StepTimeout: 6 * time.Second, Progress: &progress})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -193,7 +193,13 @@ func Start(ctx context.Context, opts Options) (_ *Topology, err error) {
 		if mgrSeed != "" {
 			seeds = []string{mgrSeed}
 		}
-		s, err := server.Start(ctx, server.Config{Cluster: t.clusterConfig(mgrDomain, fmt.Sprintf("manager-%d", i), role.Manager, seeds...), PlainGRPC: opts.Nginx != ""})
+		ccfg := t.clusterConfig(mgrDomain, fmt.Sprintf("manager-%d", i), role.Manager, seeds...)
+		// manager-1 founds the domain alone: Bootstrap says it may elect
+		// itself without reaching a seed (it has none today, so it would
+		// claim anyway; the flag keeps that true if it is ever given the
+		// other managers as seeds, as a restartable deployment lists them).
+		ccfg.Bootstrap = i == 1
+		s, err := server.Start(ctx, server.Config{Cluster: ccfg, PlainGRPC: opts.Nginx != ""})
 		if err != nil {
 			return nil, fmt.Errorf("patterns: start manager-%d: %w", i, err)
 		}

@@ -3,4 +3,12 @@
 // page, and (on managers only) the management console. examples/worker,
 // examples/manager and the patterns runner all start it, so what the runner
 // shows is what the binaries do.
+//
+// The catalog never loses an acknowledged write and never serves stale
+// data as fresh: changes carry the writer's epoch and a sequence number,
+// followers catch up from the active manager before they report ready
+// (catchup.go), and the active manager acknowledges a write only when it
+// is safe (Server.write). Only Active/Passive managers are supported by
+// this numbering: in Active/Active mode two writers would number changes
+// alike.
 package server

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"html/template"
 	"net/http"
+	"strconv"
 
 	"github.com/carbonkit/carbon/cluster"
 	pb "github.com/carbonkit/carbon/examples/internal/catalogpb"
@@ -17,6 +18,9 @@ import (
 //	GET  /status                 cluster status page (HTML, or JSON with ?format=json)
 //	GET  /healthz                200 while serving
 //	GET  /metrics                Prometheus metrics (when Config.Metrics is set)
+//	GET  /readyz                 200 once the catalog has caught up (503 while catching up)
+//	GET  /api/catalog            the whole catalog and its position (a Snapshot; always served;
+//	                             ?artifacts=0: the position only)
 //	GET  /api/artifacts          list            (read)
 //	POST /api/artifacts          deploy          (write)
 //	GET  /api/artifacts/{name}   get             (read)
@@ -25,11 +29,27 @@ import (
 //	/console                     management console, managers only (404 on workers)
 //
 // The API and the console are behind the role Guard: a worker or a stand-by
-// manager answers writes with 403 and a problem+json body.
+// manager answers writes with 403 and a problem+json body. Every API reply
+// carries the epoch and sequence number of the catalog it reflects (or of
+// the change a write made) in the Carbon-Catalog-Epoch and
+// Carbon-Catalog-Seq headers; reads on a node that is catching up, and
+// writes a manager cannot acknowledge, answer 503 with Retry-After.
 func (s *Server) routes() http.Handler {
 	api := http.NewServeMux()
+	api.HandleFunc("GET "+CatalogPath, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("artifacts") == "0" {
+			writeJSON(w, http.StatusOK, s.snapshotHead())
+			return
+		}
+		writeJSON(w, http.StatusOK, s.snapshot())
+	})
 	api.HandleFunc("GET /api/artifacts", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, &pb.ListArtifactsResponse{Artifacts: s.store.list(), ServedBy: s.node.Name()})
+		if !s.httpReadable(w) {
+			return
+		}
+		list, at := s.store.list()
+		setPositionHeaders(w, at)
+		writeJSON(w, http.StatusOK, &pb.ListArtifactsResponse{Artifacts: list, ServedBy: s.node.Name()})
 	})
 	api.HandleFunc("POST /api/artifacts", func(w http.ResponseWriter, r *http.Request) {
 		var req struct{ Name, Version string }
@@ -37,10 +57,14 @@ func (s *Server) routes() http.Handler {
 			writeJSON(w, http.StatusBadRequest, map[string]string{"error": `want {"name": "...", "version": "..."}`})
 			return
 		}
-		s.httpWrite(w, r, change{Name: req.Name, Version: req.Version}, false, http.StatusCreated)
+		s.httpWrite(w, r, change{Name: req.Name, Version: req.Version}, http.StatusCreated)
 	})
 	api.HandleFunc("GET /api/artifacts/{name}", func(w http.ResponseWriter, r *http.Request) {
-		a, ok := s.store.get(r.PathValue("name"))
+		if !s.httpReadable(w) {
+			return
+		}
+		a, at, ok := s.store.get(r.PathValue("name"))
+		setPositionHeaders(w, at)
 		if !ok {
 			writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such artifact"})
 			return
@@ -54,34 +78,35 @@ func (s *Server) routes() http.Handler {
 			writeJSON(w, http.StatusBadRequest, map[string]string{"error": `want {"version": "..."}`})
 			return
 		}
-		if _, ok := s.store.get(r.PathValue("name")); !ok {
+		if _, _, ok := s.store.get(r.PathValue("name")); !ok {
 			writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such artifact"})
 			return
 		}
-		s.httpWrite(w, r, change{Name: r.PathValue("name"), Version: req.Version}, false, http.StatusOK)
+		s.httpWrite(w, r, change{Name: r.PathValue("name"), Version: req.Version}, http.StatusOK)
 	})
 	api.HandleFunc("DELETE /api/artifacts/{name}", func(w http.ResponseWriter, r *http.Request) {
-		s.httpWrite(w, r, change{Name: r.PathValue("name")}, true, http.StatusNoContent)
+		s.httpWrite(w, r, change{Name: r.PathValue("name"), Remove: true}, http.StatusNoContent)
 	})
 
 	console := http.NewServeMux()
 	console.HandleFunc("GET /console", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		active, _ := s.node.Active(s.node.SubDomain())
+		list, _ := s.store.list()
 		_ = consolePage.Execute(w, map[string]any{
 			"Node": s.node.Name(), "Domain": s.node.Domain(), "Writable": s.node.Writable(),
-			"Epoch": s.node.Epoch(), "Active": active.Name, "Artifacts": s.store.list(),
+			"Epoch": s.node.Epoch(), "Active": active.Name, "Artifacts": list,
 		})
 	})
 	console.HandleFunc("POST /console/deploy", func(w http.ResponseWriter, r *http.Request) {
-		if _, err := s.write(r.Context(), change{Name: r.FormValue("name"), Version: r.FormValue("version")}, false); err != nil {
+		if _, _, err := s.write(r.Context(), change{Name: r.FormValue("name"), Version: r.FormValue("version")}); err != nil {
 			http.Error(w, err.Error(), http.StatusConflict)
 			return
 		}
 		http.Redirect(w, r, "/console", http.StatusSeeOther)
 	})
 	console.HandleFunc("POST /console/undeploy", func(w http.ResponseWriter, r *http.Request) {
-		if _, err := s.write(r.Context(), change{Name: r.FormValue("name")}, true); err != nil {
+		if _, _, err := s.write(r.Context(), change{Name: r.FormValue("name"), Remove: true}); err != nil {
 			http.Error(w, err.Error(), http.StatusConflict)
 			return
 		}
@@ -107,6 +132,15 @@ func (s *Server) routes() http.Handler {
 		}
 		w.Write([]byte("ok\n"))
 	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		code := http.StatusOK
+		if !s.ready.Load() || s.node.Self().State != cluster.Serving {
+			code = http.StatusServiceUnavailable
+			w.Header().Set("Retry-After", "1")
+		}
+		setPositionHeaders(w, s.store.position())
+		writeJSON(w, code, s.snapshotHead())
+	})
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		_ = indexPage.Execute(w, map[string]any{"Node": s.node.Name(), "Role": s.node.Role().String(), "Manager": s.node.Role() == role.Manager})
@@ -114,8 +148,47 @@ func (s *Server) routes() http.Handler {
 	return mux
 }
 
-func (s *Server) httpWrite(w http.ResponseWriter, r *http.Request, c change, remove bool, ok int) {
-	a, err := s.write(r.Context(), c, remove)
+// CatalogPath is where a server serves its whole catalog (a Snapshot),
+// for peers that catch up and for tests.
+const CatalogPath = "/api/catalog"
+
+// HTTP names of EpochHeader and SeqHeader.
+const (
+	EpochHTTPHeader = "Carbon-Catalog-Epoch"
+	SeqHTTPHeader   = "Carbon-Catalog-Seq"
+)
+
+func setPositionHeaders(w http.ResponseWriter, p Position) {
+	w.Header().Set(EpochHTTPHeader, strconv.FormatUint(p.Epoch, 10))
+	w.Header().Set(SeqHTTPHeader, strconv.FormatUint(p.Seq, 10))
+}
+
+// snapshot is the catalog with its position and the node's state.
+func (s *Server) snapshot() Snapshot {
+	list, at := s.store.list()
+	return Snapshot{Node: s.node.Name(), Position: at, Ready: s.ready.Load(), Writable: s.writable(), Artifacts: list}
+}
+
+// snapshotHead is the snapshot without its artifacts.
+func (s *Server) snapshotHead() Snapshot {
+	return Snapshot{Node: s.node.Name(), Position: s.store.position(), Ready: s.ready.Load(), Writable: s.writable()}
+}
+
+func (s *Server) httpReadable(w http.ResponseWriter) bool {
+	if err := s.readable(); err != nil {
+		setPositionHeaders(w, s.store.position())
+		w.Header().Set("Retry-After", "1")
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": err.Error()})
+		return false
+	}
+	return true
+}
+
+func (s *Server) httpWrite(w http.ResponseWriter, r *http.Request, c change, ok int) {
+	a, ch, err := s.write(r.Context(), c)
+	if err == nil {
+		setPositionHeaders(w, ch.pos())
+	}
 	switch {
 	case err == nil && a == nil:
 		w.WriteHeader(ok)
@@ -123,7 +196,7 @@ func (s *Server) httpWrite(w http.ResponseWriter, r *http.Request, c change, rem
 		writeJSON(w, ok, a)
 	case errors.Is(err, ErrNotFound):
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": err.Error()})
-	case errors.Is(err, ErrNotAcknowledged):
+	case errors.Is(err, ErrNotAcknowledged), errors.Is(err, ErrCatchingUp):
 		w.Header().Set("Retry-After", "1")
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": err.Error()})
 	case role.IsReadOnly(err):

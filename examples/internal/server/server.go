@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -10,15 +9,14 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/status"
 
 	"github.com/google/uuid"
 
@@ -56,6 +54,10 @@ type Config struct {
 	// Metrics, when set, is served at GET /metrics (Prometheus text
 	// format; telemetry.Providers.Metrics).
 	Metrics http.Handler
+	// HistoryPath, when set, is a file the server appends its history
+	// record to: one JSON line per write acknowledged or refused, change
+	// applied, catch-up, and change of Writable (see history.go).
+	HistoryPath string
 }
 
 // Server is a running worker or manager.
@@ -73,6 +75,27 @@ type Server struct {
 	instance     string // a UUID for this run of the server
 	peerTLS      bool   // gRPC is served over mutual TLS
 	metrics      http.Handler
+	hist         *history
+	seeded       []*cluster.Node // nodes joined with seeds
+	peers        *http.Client    // snapshot and confirmation requests to peers
+
+	// wmu serializes writes (and a new active's catch-up), so that
+	// changes are numbered, sent and confirmed in order.
+	wmu sync.Mutex
+	// activeEpoch is the epoch at which this manager caught up with its
+	// peers (takeOver); it takes writes only at that epoch.
+	activeEpoch atomic.Uint64
+	// ready: the catalog has caught up (at start, or after a gap).
+	ready       atomic.Bool
+	caughtUp    chan struct{} // closed at the first catch-up
+	kick        chan struct{} // a gap: runSync looks
+	wakeWatch   chan struct{} // runWatch looks now
+	quit        chan struct{} // closed when the server stops
+	quitOnce    sync.Once
+	bg          sync.WaitGroup // runSync, runWatch
+	lastSyncErr atomic.Value   // string: why the last catch-up failed
+	readyMu     sync.Mutex     // guards closing, held around runSync's Ready
+	closing     bool           // Shutdown has begun: runSync must not call Ready
 }
 
 // PeerTLS reports whether the server's gRPC runs over mutual TLS (a trust
@@ -118,7 +141,9 @@ func Start(ctx context.Context, cfg Config) (s *Server, err error) {
 		gl.Close()
 		return nil, fmt.Errorf("server: HTTP listen address: %w", err)
 	}
-	s = &Server{store: newStore(), log: log, grpcAddr: advertise(gl.Addr(), cfg.AdvertiseHost), httpAddr: advertise(hl.Addr(), cfg.AdvertiseHost)}
+	s = &Server{store: newStore(), log: log, grpcAddr: advertise(gl.Addr(), cfg.AdvertiseHost), httpAddr: advertise(hl.Addr(), cfg.AdvertiseHost),
+		caughtUp: make(chan struct{}), kick: make(chan struct{}, 1), wakeWatch: make(chan struct{}, 1), quit: make(chan struct{}),
+		peers: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4, IdleConnTimeout: 30 * time.Second}}}
 	s.instance = uuid.NewString()
 	s.metrics = cfg.Metrics
 	// Not s in the deferred call: every error return sets the named result
@@ -142,14 +167,17 @@ func Start(ctx context.Context, cfg Config) (s *Server, err error) {
 	if s.node, err = cluster.Join(ctx, ccfg); err != nil {
 		return nil, err
 	}
-	logf := func(msg string, args ...any) { log.Warn(msg, args...) }
-	for _, n := range []*cluster.Node{s.node} {
-		if err := n.Handle(MsgDeploy, s.store.handler(false, logf)); err != nil {
-			return nil, err
-		}
-		if err := n.Handle(MsgUndeploy, s.store.handler(true, logf)); err != nil {
-			return nil, err
-		}
+	if len(ccfg.Seeds) > 0 {
+		s.seeded = append(s.seeded, s.node)
+	}
+	if s.hist, err = openHistory(cfg.HistoryPath, s.node.Name()); err != nil {
+		return nil, err
+	}
+	if err := s.node.Handle(MsgDeploy, s.onChange(false)); err != nil {
+		return nil, err
+	}
+	if err := s.node.Handle(MsgUndeploy, s.onChange(true)); err != nil {
+		return nil, err
 	}
 	if cfg.Follow != nil {
 		fcfg := *cfg.Follow
@@ -160,10 +188,13 @@ func Start(ctx context.Context, cfg Config) (s *Server, err error) {
 		if s.follow, err = cluster.Join(ctx, fcfg); err != nil {
 			return nil, fmt.Errorf("server: following domain %q: %w", fcfg.Domain, err)
 		}
-		if err := s.follow.Handle(MsgDeploy, s.store.handler(false, logf)); err != nil {
+		if len(fcfg.Seeds) > 0 {
+			s.seeded = append(s.seeded, s.follow)
+		}
+		if err := s.follow.Handle(MsgDeploy, s.onChange(false)); err != nil {
 			return nil, err
 		}
-		if err := s.follow.Handle(MsgUndeploy, s.store.handler(true, logf)); err != nil {
+		if err := s.follow.Handle(MsgUndeploy, s.onChange(true)); err != nil {
 			return nil, err
 		}
 	}
@@ -205,6 +236,20 @@ func Start(ctx context.Context, cfg Config) (s *Server, err error) {
 			log.Error("HTTP server stopped", "err", err)
 		}
 	}()
+	// Catch up before reporting ready: until then reads answer 503 and
+	// the node stays "starting", so no balancer sends it anything.
+	s.bg.Add(1)
+	go s.runSync()
+	if ccfg.Role == role.Manager {
+		s.bg.Add(1)
+		go s.runWatch()
+	}
+	select {
+	case <-s.caughtUp:
+	case <-ctx.Done():
+		why, _ := s.lastSyncErr.Load().(string)
+		return nil, fmt.Errorf("server: catching up the catalog: %w (last: %s)", ctx.Err(), why)
+	}
 	if err := s.node.Ready(ctx); err != nil {
 		return nil, err
 	}
@@ -233,6 +278,11 @@ func (s *Server) HTTPAddr() string { return s.httpAddr }
 // leave the domain. ctx bounds the whole; past it, what remains is cut.
 func (s *Server) Shutdown(ctx context.Context) error {
 	var errs []error
+	// First, so that no catch-up makes the node ready again once it
+	// drains.
+	s.readyMu.Lock()
+	s.closing = true
+	s.readyMu.Unlock()
 	// A node that already left (a manager's carbon leave) has handed over
 	// and said goodbye: only the servers remain to stop.
 	gone := false
@@ -257,6 +307,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.http.Close()
 	}
 	s.served.Wait()
+	s.stopBackground()
 	if s.follow != nil {
 		if err := s.follow.Leave(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("leave %s: %w", s.follow.Domain(), err))
@@ -267,6 +318,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("leave: %w", err))
 		}
 	}
+	if err := s.hist.close(); err != nil {
+		errs = append(errs, fmt.Errorf("history: %w", err))
+	}
 	return errors.Join(errs...)
 }
 
@@ -274,6 +328,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // (peers declare it failed) and the servers drop their connections.
 func (s *Server) Kill() {
 	s.stopOnce.Do(func() {
+		s.stopBackground()
 		if s.node != nil {
 			s.node.Close()
 		}
@@ -287,101 +342,38 @@ func (s *Server) Kill() {
 			s.http.Close()
 		}
 		s.served.Wait()
+		s.hist.close()
 	})
 }
 
-// write applies a change on the active manager under its epoch and
-// broadcasts it. The Guard has already let the call through; the check is
-// repeated because the node may have lost the active role since.
-func (s *Server) write(ctx context.Context, c change, remove bool) (*pb.Artifact, error) {
-	if err := s.guard.CheckWrite(ctx); err != nil {
-		return nil, err
-	}
-	c.Epoch = s.node.Epoch()
-	prev, had := s.store.get(c.Name)
-	a, err := s.store.apply(c, remove)
-	if err != nil {
-		return nil, err
-	}
-	// Check again after applying and before anyone learns of the change:
-	// a pause (GC, SIGSTOP) between the first check and here may have let
-	// another manager take over. Then undo and tell the client to retry.
-	if !s.node.Writable() || s.node.Epoch() != c.Epoch {
-		s.store.restore(c.Name, prev, had)
-		return nil, fmt.Errorf("%w: %q at epoch %d", ErrNotAcknowledged, c.Name, c.Epoch)
-	}
-	name := MsgDeploy
-	if remove {
-		name = MsgUndeploy
-	}
-	payload, _ := json.Marshal(c)
-	if err := s.node.Broadcast(ctx, name, payload); err != nil {
-		s.log.Warn("catalog: broadcast failed; peers miss this change", "artifact", c.Name, "err", err)
-	}
-	if a != nil {
-		a.ServedBy = s.node.Name()
-	}
-	return a, nil
+// stopBackground ends runSync and runWatch and drops idle peer
+// connections.
+func (s *Server) stopBackground() {
+	s.quitOnce.Do(func() {
+		close(s.quit)
+		s.bg.Wait()
+		s.peers.CloseIdleConnections()
+	})
 }
 
-type catalog struct {
-	pb.UnimplementedCatalogServer
-	s *Server
-}
-
-func (c *catalog) ListArtifacts(ctx context.Context, _ *pb.ListArtifactsRequest) (*pb.ListArtifactsResponse, error) {
-	return &pb.ListArtifactsResponse{Artifacts: c.s.store.list(), ServedBy: c.s.node.Name()}, nil
-}
-
-func (c *catalog) GetArtifact(ctx context.Context, r *pb.GetArtifactRequest) (*pb.Artifact, error) {
-	a, ok := c.s.store.get(r.GetName())
-	if !ok {
-		return nil, status.Errorf(codes.NotFound, "no artifact %q on %s", r.GetName(), c.s.node.Name())
+// onChange is the handler of the catalog's messages on a follower.
+func (s *Server) onChange(remove bool) cluster.Handler {
+	return func(m cluster.Message) {
+		c, err := decodeChange(m.Payload, remove)
+		if err != nil {
+			s.log.Warn("catalog: bad message", "from", m.From, "err", err)
+			return
+		}
+		out, done := s.store.offer(c)
+		s.hist.apply(done)
+		switch out {
+		case stale:
+			s.log.Warn("catalog: change refused", "from", m.From, "artifact", c.Name, "err",
+				fmt.Errorf("%w: %d < %d", ErrStaleEpoch, c.Epoch, s.store.position().Epoch))
+		case gap:
+			s.kickSync()
+		}
 	}
-	a.ServedBy = c.s.node.Name()
-	return a, nil
-}
-
-func (c *catalog) DeployArtifact(ctx context.Context, r *pb.DeployArtifactRequest) (*pb.Artifact, error) {
-	if r.GetName() == "" || r.GetVersion() == "" {
-		return nil, status.Error(codes.InvalidArgument, "name and version are required")
-	}
-	a, err := c.s.write(ctx, change{Name: r.GetName(), Version: r.GetVersion()}, false)
-	return a, grpcError(err)
-}
-
-func (c *catalog) UpdateArtifact(ctx context.Context, r *pb.UpdateArtifactRequest) (*pb.Artifact, error) {
-	if r.GetName() == "" || r.GetVersion() == "" {
-		return nil, status.Error(codes.InvalidArgument, "name and version are required")
-	}
-	if _, ok := c.s.store.get(r.GetName()); !ok {
-		return nil, status.Errorf(codes.NotFound, "no artifact %q", r.GetName())
-	}
-	a, err := c.s.write(ctx, change{Name: r.GetName(), Version: r.GetVersion()}, false)
-	return a, grpcError(err)
-}
-
-func (c *catalog) UndeployArtifact(ctx context.Context, r *pb.UndeployArtifactRequest) (*pb.UndeployArtifactResponse, error) {
-	if _, err := c.s.write(ctx, change{Name: r.GetName()}, true); err != nil {
-		return nil, grpcError(err)
-	}
-	return &pb.UndeployArtifactResponse{ServedBy: c.s.node.Name()}, nil
-}
-
-// grpcError maps store errors to status codes; a read-only rejection is
-// returned as it is (grpc-go turns it into the Guard's status).
-func grpcError(err error) error {
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, ErrNotFound):
-		return status.Error(codes.NotFound, err.Error())
-	case errors.Is(err, ErrStaleEpoch):
-		return status.Error(codes.Aborted, err.Error())
-	case errors.Is(err, ErrNotAcknowledged):
-		return status.Error(codes.Unavailable, err.Error())
-	}
-	return err
 }
 
 func orDefault(s, def string) string {
