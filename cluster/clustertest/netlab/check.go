@@ -62,6 +62,71 @@ type CheckOptions struct {
 	// ConvergeBound is how long after History.FaultsEnd every live node
 	// must hold the final catalog and view. Default 15 s.
 	ConvergeBound time.Duration
+	// NoCatchUp states what the example catalog promises instead of "no
+	// acknowledged write is ever lost": it is in memory and learns changes
+	// only from the active manager's broadcasts, with no catch-up after a
+	// restart or a partition. So a write must be on a node only if the
+	// node was back in the view before the write began and no fault
+	// separated it from the writer while the write went out. Without it,
+	// every acknowledged write must be on the final active manager and on
+	// every worker.
+	NoCatchUp bool
+}
+
+// catchUpGrace is how long around a fault a write's broadcast may still
+// miss a node: before it, the broadcast may not have gone out; after it,
+// the writer may not have seen the node back yet (the time to one view is
+// added).
+const catchUpGrace = time.Second
+
+// separated reports whether a fault in h cut node off from writer (or
+// froze one of them) at some time in [from, to].
+func separated(h History, node, writer string, from, to time.Time) bool {
+	for _, f := range h.Faults {
+		end := f.End
+		if end.IsZero() {
+			end = to
+		}
+		end = end.Add(catchUpGrace + max(f.ViewAfter, 0))
+		if f.Start.After(to) || end.Before(from) {
+			continue
+		}
+		switch f.Kind {
+		case FaultPause, FaultIsolate, FaultKill:
+			if f.Target == node || f.Target == writer {
+				return true
+			}
+		case FaultCut:
+			if (f.From == node && f.To == writer) || (f.From == writer && f.To == node) {
+				return true
+			}
+		case FaultPartition:
+			gn, gw := -1, -1
+			for i, g := range f.Groups {
+				if slices.Contains(g, node) {
+					gn = i
+				}
+				if slices.Contains(g, writer) {
+					gw = i
+				}
+			}
+			if gn != gw {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// mustHold reports whether node must hold the write op acknowledged.
+func mustHold(h History, o CheckOptions, node string, op Op) bool {
+	if !o.NoCatchUp {
+		return true
+	}
+	if ls := lastStart(h, node); !ls.IsZero() && !ls.Before(op.Invoke) {
+		return false
+	}
+	return node == op.Node || !separated(h, node, op.Node, op.Invoke, op.Complete.Add(catchUpGrace))
 }
 
 // accept is a write some node accepted: it happened at some instant in
@@ -94,8 +159,8 @@ func Check(h History, o CheckOptions) Report {
 	}
 	r.checkEpochs(mgr, h.Quorum)
 	r.checkStale(h, mgr)
-	r.checkLost(h)
-	r.checkConverged(h, o.ConvergeBound)
+	r.checkLost(h, o)
+	r.checkConverged(h, o)
 	return r
 }
 
@@ -233,7 +298,7 @@ func finalActive(h History) (Final, bool) {
 	return out[0], true
 }
 
-// lastStart is the last start of node not after t (zero if none).
+// lastStart is when node last (re)started, zero if never recorded.
 func lastStart(h History, node string) time.Time {
 	s := h.Starts[node]
 	if len(s) == 0 {
@@ -242,16 +307,7 @@ func lastStart(h History, node string) time.Time {
 	return slices.MaxFunc(s, func(a, b time.Time) int { return a.Compare(b) })
 }
 
-// expected reports whether a write acknowledged in [from, to] must be in
-// node's final catalog: the example catalog is in memory and learns
-// changes by broadcast only, so a node restarted after the write started
-// may not hold it.
-func expected(h History, node string, from time.Time) bool {
-	ls := lastStart(h, node)
-	return ls.IsZero() || ls.Before(from)
-}
-
-func (r *Report) checkLost(h History) {
+func (r *Report) checkLost(h History, o CheckOptions) {
 	fa, ok := finalActive(h)
 	if !ok {
 		n := 0
@@ -276,7 +332,7 @@ func (r *Report) checkLost(h History) {
 		if fenced[fmt.Sprintf("%s/%d", op.Node, op.Epoch)] && !h.Quorum {
 			continue // reported with its Overlap
 		}
-		if !expected(h, fa.Node, op.Invoke) {
+		if !mustHold(h, o, fa.Node, op) {
 			continue
 		}
 		if v, ok := fa.Catalog[op.Key]; !ok || v != op.Value {
@@ -294,7 +350,8 @@ func (r *Report) checkLost(h History) {
 	}
 }
 
-func (r *Report) checkConverged(h History, bound time.Duration) {
+func (r *Report) checkConverged(h History, o CheckOptions) {
+	bound := o.ConvergeBound
 	fa, ok := finalActive(h)
 	if ok {
 		for _, f := range h.Finals {
@@ -305,13 +362,9 @@ func (r *Report) checkConverged(h History, bound time.Duration) {
 				r.Violations = append(r.Violations, Violation{PromiseCatalogConverged,
 					fmt.Sprintf("%s observed %v after the faults stopped, past the bound of %v", f.Node, late.Round(time.Millisecond), bound)})
 			}
-			// Compare what both must hold: keys written since both last started.
-			since := lastStart(h, f.Node)
-			if s := lastStart(h, fa.Node); s.After(since) {
-				since = s
-			}
+			// Compare what both must hold.
 			for _, op := range h.Ops {
-				if op.Kind != OpWrite || op.Result != OK || op.Invoke.Before(since) {
+				if op.Kind != OpWrite || op.Result != OK || !mustHold(h, o, f.Node, op) || !mustHold(h, o, fa.Node, op) {
 					continue
 				}
 				want, inActive := fa.Catalog[op.Key]
