@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -91,4 +92,70 @@ func TestPatterns(t *testing.T) {
 			runLab(t, Options{Pattern: p, Seed: seed(t) + int64(p)})
 		})
 	}
+	// The active manager frozen (SIGSTOP), or cut off on every link, for
+	// longer than failure detection: the stand-by must take over, and the
+	// old active must acknowledge nothing at its old epoch once back
+	// (no-stale-ack is among the promises runLab fails on).
+	for _, kind := range []string{FaultPause, FaultIsolate} {
+		t.Run("pattern2-"+kind+"-active", func(t *testing.T) {
+			t.Parallel()
+			res := runLab(t, Options{Pattern: 2, Seed: seed(t), Faults: []Fault{{Kind: kind, Target: ActiveTarget, Duration: 3 * time.Second}}})
+			f := res.History.Faults[0]
+			if !f.WasActive {
+				t.Fatalf("%s hit %s, which was not the active manager", kind, f.Target)
+			}
+			tookOver := false
+			for _, op := range res.History.Ops {
+				if op.Kind == OpWrite && op.Result == OK && op.Node != f.Target && op.Complete.After(f.Start) && op.Complete.Before(f.End) {
+					tookOver = true
+				}
+			}
+			if !tookOver {
+				t.Errorf("no other manager acknowledged a write during the %v %s of %s", f.Duration, kind, f.Target)
+			}
+		})
+	}
+}
+
+// TestSoak runs many seeds over the three patterns for
+// CARBON_NETLAB_SOAK (a duration such as 10m), ten faults a run, and
+// prints the recovery figures: after kill -9 of the active manager the
+// time until writes succeed again, after a heal the time until one view.
+func TestSoak(t *testing.T) {
+	d := os.Getenv("CARBON_NETLAB_SOAK")
+	if d == "" {
+		t.Skip("soak: set CARBON_NETLAB_SOAK to a duration (such as 10m) to run it")
+	}
+	dur, err := time.ParseDuration(d)
+	if err != nil {
+		t.Fatalf("CARBON_NETLAB_SOAK: want a duration such as 10m, got %q", d)
+	}
+	base := seed(t)
+	var killActive, heal []time.Duration
+	end := time.Now().Add(dur)
+	for i := 0; time.Now().Before(end); i++ {
+		res := runLab(t, Options{Pattern: 2 + i%2, Seed: base + int64(i), FaultCount: 10})
+		for _, f := range res.History.Faults {
+			if f.Kind == FaultKill && f.WasActive && f.Recovered >= 0 {
+				killActive = append(killActive, f.Recovered)
+			}
+			if (f.Kind == FaultPartition || f.Kind == FaultIsolate || f.Kind == FaultCut) && f.ViewAfter >= 0 {
+				heal = append(heal, f.ViewAfter)
+			}
+		}
+		if t.Failed() {
+			break
+		}
+	}
+	t.Logf("writes back after kill -9 of the active manager: %s", percentiles(killActive))
+	t.Logf("one view after a heal: %s", percentiles(heal))
+}
+
+func percentiles(ds []time.Duration) string {
+	if len(ds) == 0 {
+		return "no samples"
+	}
+	slices.Sort(ds)
+	p := func(q float64) time.Duration { return ds[min(len(ds)-1, int(q*float64(len(ds))))] }
+	return fmt.Sprintf("n=%d p50=%v p99=%v max=%v", len(ds), p(0.5).Round(time.Millisecond), p(0.99).Round(time.Millisecond), ds[len(ds)-1].Round(time.Millisecond))
 }
