@@ -307,6 +307,21 @@ func lastStart(h History, node string) time.Time {
 	return slices.MaxFunc(s, func(a, b time.Time) int { return a.Compare(b) })
 }
 
+// fenced reports whether op was acknowledged, without a quorum, by a
+// deposed writer in an Overlap: its successor's nodes refuse it by epoch,
+// so it need survive nowhere; the Overlap reports it.
+func (r *Report) fenced(h History, op Op) bool {
+	if h.Quorum {
+		return false
+	}
+	for _, ov := range r.Overlaps {
+		if ov.Old == op.Node && ov.OldEpoch == op.Epoch {
+			return true
+		}
+	}
+	return false
+}
+
 func (r *Report) checkLost(h History, o CheckOptions) {
 	fa, ok := finalActive(h)
 	if !ok {
@@ -319,20 +334,13 @@ func (r *Report) checkLost(h History, o CheckOptions) {
 		r.Violations = append(r.Violations, Violation{PromiseNoLostWrite, fmt.Sprintf("no single active manager once the faults stopped (%d writable)", n)})
 		return
 	}
-	fenced := map[string]bool{} // node/epoch of deposed writers in overlaps
-	for _, ov := range r.Overlaps {
-		fenced[fmt.Sprintf("%s/%d", ov.Old, ov.OldEpoch)] = true
-	}
 	var lost []string
 	for _, op := range h.Ops {
 		if op.Kind != OpWrite || op.Result != OK {
 			continue
 		}
 		r.Acked++
-		if fenced[fmt.Sprintf("%s/%d", op.Node, op.Epoch)] && !h.Quorum {
-			continue // reported with its Overlap
-		}
-		if !mustHold(h, o, fa.Node, op) {
+		if r.fenced(h, op) || !mustHold(h, o, fa.Node, op) {
 			continue
 		}
 		if v, ok := fa.Catalog[op.Key]; !ok || v != op.Value {
@@ -364,7 +372,7 @@ func (r *Report) checkConverged(h History, o CheckOptions) {
 			}
 			// Compare what both must hold.
 			for _, op := range h.Ops {
-				if op.Kind != OpWrite || op.Result != OK || !mustHold(h, o, f.Node, op) || !mustHold(h, o, fa.Node, op) {
+				if op.Kind != OpWrite || op.Result != OK || r.fenced(h, op) || !mustHold(h, o, f.Node, op) || !mustHold(h, o, fa.Node, op) {
 					continue
 				}
 				want, inActive := fa.Catalog[op.Key]

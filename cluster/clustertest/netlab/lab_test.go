@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/signal"
 	"slices"
 	"strconv"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -58,7 +60,11 @@ func runLab(t *testing.T, o Options) RunResult {
 	o.Bin = binaries(t)
 	o.Dir = t.TempDir()
 	o.Progress = testWriter{t}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	// An interrupt (Ctrl-C, go test's timeout) ends the run through its
+	// context, so the lab removes its namespaces and processes.
+	sig, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithTimeout(sig, 3*time.Minute)
 	defer cancel()
 	t.Logf("pattern %d seed %d (replay with CARBON_NETLAB_SEED=%d)", o.Pattern, o.Seed, o.Seed)
 	res, err := Run(ctx, o)
@@ -114,6 +120,32 @@ func TestPatterns(t *testing.T) {
 				t.Errorf("no other manager acknowledged a write during the %v %s of %s", f.Duration, kind, f.Target)
 			}
 		})
+	}
+}
+
+// With a quorum (pattern 3: three managers, quorum three), cutting the
+// active manager off with a worker leaves it in a minority: it must turn
+// read-only while the majority elects a new active, so no write is ever
+// acknowledged by two writers (one-writer-at-a-time fails runLab).
+func TestQuorumPartitionOfTheActive(t *testing.T) {
+	binaries(t)
+	t.Parallel()
+	res := runLab(t, Options{Pattern: 3, Seed: seed(t), Faults: []Fault{{Kind: FaultPartition,
+		Groups: [][]string{{"manager-1", "worker-1"}, {"manager-2", "manager-3", "worker-2"}}, Duration: 3 * time.Second}}})
+	f := res.History.Faults[0]
+	var minority, majority bool
+	for _, op := range res.History.Ops {
+		if op.Kind != OpWrite || op.Result != OK || op.Invoke.Before(f.Start.Add(2*time.Second)) || op.Complete.After(f.End) {
+			continue
+		}
+		if op.Node == "manager-1" {
+			minority = true
+		} else {
+			majority = true
+		}
+	}
+	if minority || !majority {
+		t.Errorf("late in the partition: minority manager-1 acknowledged writes %v (want false), the majority %v (want true)", minority, majority)
 	}
 }
 

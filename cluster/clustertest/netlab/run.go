@@ -154,7 +154,8 @@ func Run(ctx context.Context, o Options) (res RunResult, err error) {
 
 	cctx, stopClients := context.WithCancel(ctx)
 	var clients sync.WaitGroup
-	clients.Go(func() { l.writer(cctx) })
+	clients.Go(func() { l.writer(cctx, "k", true) })
+	clients.Go(func() { l.writer(cctx, "r", false) })
 	clients.Go(func() { l.reader(cctx) })
 	defer func() { stopClients(); clients.Wait() }()
 

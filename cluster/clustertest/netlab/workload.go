@@ -8,16 +8,23 @@ import (
 )
 
 // writer writes a new key at a time through the managers, as a balancer
-// would: first to the manager that last acknowledged, then to the others
-// in turn, each attempt recorded as an Op. Every tenth operation is also
-// sent straight to a worker, which must refuse it.
-func (l *lab) writer(ctx context.Context) {
+// would, each attempt recorded as an Op. The sticky writer tries first the
+// manager that last acknowledged, then the others; the other writer starts
+// at the next manager each time (a round-robin balancer that learns who
+// is active from the refusals), so both sides of a partition get writes and
+// two writers would show. Every tenth operation is also sent straight to a
+// worker, which must refuse it.
+func (l *lab) writer(ctx context.Context, name string, sticky bool) {
 	for i := 1; ctx.Err() == nil; i++ {
-		key, val := fmt.Sprintf("k%d", i), fmt.Sprintf("v%d", i)
+		key, val := fmt.Sprintf("%s%d", name, i), fmt.Sprintf("v%d", i)
 		l.mu.Lock()
 		order := slices.Clone(l.managers)
-		if j := slices.Index(order, l.pref); j > 0 {
+		if j := slices.Index(order, l.pref); sticky && j > 0 {
 			order[0], order[j] = order[j], order[0]
+		}
+		if !sticky {
+			k := i % len(order)
+			order = append(order[k:], order[:k]...)
 		}
 		l.mu.Unlock()
 		acked := false
@@ -27,10 +34,12 @@ func (l *lab) writer(ctx context.Context) {
 				return
 			}
 			l.record(op)
-			if op.Result == OK {
+			if op.Result == OK && sticky {
 				l.mu.Lock()
 				l.pref = m
 				l.mu.Unlock()
+			}
+			if op.Result == OK {
 				acked = true
 				break
 			}
