@@ -34,6 +34,30 @@
 //     accepted by a worker or by a resumed deposed active, catalogs and views
 //     converged once the faults stop.
 //
+// # What the example catalog promises
+//
+// The example servers keep their catalog in memory and learn changes only
+// from the active manager's broadcasts, with no catch-up: a node restarted
+// after a write, or cut off from the writer while the write went out,
+// may never hold it (serf ignores old events on a rejoin). So Run checks
+// the catalog with [CheckOptions].NoCatchUp: an acknowledged write must be
+// on the final active manager and on every worker that ran, in the view
+// and connected to the writer, from before the write until a second after
+// the fault that could hide it healed. The strict form (every
+// acknowledged write everywhere) is reported as [Summary].NotCarried, not
+// failed on; it is what a catalog with catch-up would have to pass.
+// Without a quorum, writes a deposed active acknowledged in an [Overlap]
+// are refused by its successor's nodes by epoch and need survive nowhere.
+//
+// # Bounds
+//
+// A client request times out after 1 s (so a frozen or cut-off node costs
+// its callers one second). After each fault the lab waits up to
+// [Options].RecoverBound (15 s) for one view and an acknowledged write;
+// once the faults stop, catalogs and views must converge within
+// [Options].ConvergeBound (15 s). The nodes run the "local" gossip profile
+// unless [Options].Profile says otherwise.
+//
 // # What it does not promise
 //
 // The lab is for tests and for users' own servers; it is not a sandbox. A

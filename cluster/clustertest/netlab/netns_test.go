@@ -2,9 +2,11 @@ package netlab
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
@@ -165,5 +167,83 @@ func TestHasHistoryFlag(t *testing.T) {
 	os.WriteFile(without, []byte("#!/bin/sh\necho '  -http string' >&2\nexit 0\n"), 0o755)
 	if !HasHistoryFlag(context.Background(), with) || HasHistoryFlag(context.Background(), without) {
 		t.Errorf("HasHistoryFlag: with %v, without %v; want true, false", HasHistoryFlag(context.Background(), with), HasHistoryFlag(context.Background(), without))
+	}
+}
+
+// procState is the state letter of /proc/<pid>/stat: S sleeping, T stopped.
+func procState(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return "gone"
+	}
+	_, rest, _ := strings.Cut(string(b), ") ")
+	st, _, _ := strings.Cut(rest, " ")
+	return st
+}
+
+func TestProcLifecycle(t *testing.T) {
+	if err := Require(); err != nil {
+		t.Skip(err)
+	}
+	ctx := context.Background()
+	n, err := NewNet(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	if _, err := n.AddHost(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.Command("nowhere", "x.log", "sleep"); err == nil || !strings.Contains(err.Error(), "nowhere") {
+		t.Errorf("Command on an unknown host: error %v, want one naming it", err)
+	}
+	log := filepath.Join(t.TempDir(), "a.log")
+	// The process prints the namespace it runs in, then sleeps.
+	p, err := n.Command("a", log, "sh", "-c", "ip -o addr show eth0; exec sleep 60")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Start(); err == nil {
+		t.Error("second Start of a running process: no error")
+	}
+	pid := func() int { p.mu.Lock(); defer p.mu.Unlock(); return p.cmd.Process.Pid }
+	wantState := func(want string) {
+		t.Helper()
+		if err := wait.For(5*time.Second, 10*time.Millisecond, func() bool { return procState(pid()) == want }); err != nil {
+			t.Fatalf("process state %s, want %s", procState(pid()), want)
+		}
+	}
+	wantState("S")
+	if err := p.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	wantState("T")
+	if !p.Stopped() {
+		t.Error("Stopped() false after Pause")
+	}
+	if err := p.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	wantState("S")
+	first := pid()
+	if err := p.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if p.Running() || procState(first) != "gone" {
+		t.Errorf("after Kill: Running %v, state %s", p.Running(), procState(first))
+	}
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
+	wantState("S")
+	if err := p.Terminate(5 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(log)
+	if !strings.Contains(string(b), "10.77.0.1/24") || strings.Count(string(b), "=== netlab: start") != 2 {
+		t.Errorf("log of two runs in namespace a (10.77.0.1):\n%s", b)
 	}
 }

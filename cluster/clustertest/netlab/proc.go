@@ -17,17 +17,31 @@ import (
 // called from any goroutine.
 type Proc struct {
 	Host *Host
-	Net  *Net // whose spawner starts the process
 	Path string
 	Args []string
 	Env  []string // added to the lab's environment
 	Log  string   // file of stdout and stderr
+
+	net *Net // whose spawner starts the process
 
 	mu      sync.Mutex
 	cmd     *exec.Cmd
 	exited  chan struct{}
 	stopped bool // SIGSTOPped and not yet continued
 	starts  int
+}
+
+// Command returns the process path with args on host, not started; its
+// output goes to logFile.
+func (n *Net) Command(host, logFile, path string, args ...string) (*Proc, error) {
+	h, ok := n.Host(host)
+	if !ok {
+		return nil, fmt.Errorf("netlab: Command: no such host %q", host)
+	}
+	if logFile == "" {
+		return nil, fmt.Errorf("netlab: Command on %s: a log file is required", host)
+	}
+	return &Proc{Host: h, Path: path, Args: args, Log: logFile, net: n}, nil
 }
 
 // Start starts the process. It is an error to start a running one.
@@ -48,7 +62,7 @@ func (p *Proc) Start() error {
 	// The node dies with the lab, even when the lab is killed: no orphan
 	// keeps running in a namespace nobody removes.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := p.Net.spawn(cmd.Start); err != nil {
+	if err := p.net.spawn(cmd.Start); err != nil {
 		logf.Close()
 		return fmt.Errorf("netlab: start %s: %w", p.Host.Name, err)
 	}
@@ -139,15 +153,4 @@ func (p *Proc) signal(sig syscall.Signal, stopped bool) error {
 	}
 	p.stopped = stopped
 	return nil
-}
-
-// Exited is closed when the current run of the process exits; nil if not
-// running.
-func (p *Proc) Exited() <-chan struct{} {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.cmd == nil {
-		return nil
-	}
-	return p.exited
 }

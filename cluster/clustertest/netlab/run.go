@@ -135,9 +135,11 @@ func Run(ctx context.Context, o Options) (res RunResult, err error) {
 		if l.history {
 			hist = filepath.Join(o.Dir, s.name+".history.jsonl")
 		}
-		h, _ := l.net.Host(s.name)
-		l.procs[s.name] = &Proc{Host: h, Net: l.net, Path: bin, Args: nodeArgs(s, specs, l.ip, quorum, o.Profile, hist),
-			Log: filepath.Join(o.Dir, s.name+".log")}
+		p, err := l.net.Command(s.name, filepath.Join(o.Dir, s.name+".log"), bin, nodeArgs(s, specs, l.ip, quorum, o.Profile, hist)...)
+		if err != nil {
+			return res, err
+		}
+		l.procs[s.name] = p
 		if err := l.start(s.name); err != nil {
 			return res, err
 		}
