@@ -11,4 +11,6 @@
 // is safe (Server.write). Only Active/Passive managers are supported by
 // this numbering: in Active/Active mode two writers would number changes
 // alike.
+// The fault lab (cluster/clustertest/netlab) checks what the catalog
+// keeps with real processes in network namespaces.
 package server
