@@ -1,3 +1,8 @@
+// syncer.go holds the Syncer's type, lifecycle, following, publishing and
+// applying in one file for now: its split by job (syncer, follow, apply,
+// publish, service) is on branch depsync, which conflicts with the revision
+// signing here and lands next.
+
 package depsync
 
 import (
