@@ -137,9 +137,9 @@ type Config struct {
 	// for the default port. A DNS name is resolved to all its A/AAAA records
 	// on every attempt. A node whose seeds are not up yet comes up alone and
 	// keeps retrying with backoff until it has contact. While it has
-	// contact it looks the names up again now and then (every 10 s on
-	// LAN timings) and joins addresses no member holds, so that groups
-	// formed apart (pods of a headless Service started at once) merge.
+	// contact it looks the names up again about every 10 s (LAN timings)
+	// and joins addresses no member holds, so that groups formed apart
+	// (pods of a headless Service started at once) merge.
 	Seeds []string
 	// Resolver looks up the seeds' host names. Default: net.DefaultResolver.
 	Resolver Resolver

@@ -38,8 +38,9 @@
 // IPs (through [Config.Resolver], the system's resolver by default). A
 // node that sees no other alive member looks the name up again on every
 // retry, so it follows pods that come and go; a node with contact looks
-// it up every 10 s (LAN timings) and joins any address no member holds, so
-// that groups formed apart while the Service listed only some pods merge.
+// it up about every 10 s (LAN timings) and joins any address no member
+// holds, so that groups formed apart while the Service listed only some
+// pods merge.
 // A pod restarted under the same name with a new IP is taken at its new
 // address once its old one is declared dead: serf's vote on conflicting
 // names is off (every member would vote for the dead address), and the

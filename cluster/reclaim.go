@@ -4,6 +4,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"strconv"
+	"time"
 
 	"github.com/hashicorp/memberlist"
 )
@@ -33,14 +34,46 @@ func (n *Node) noteSelf(p *memberlist.Node) {
 	}
 }
 
-// reclaimName exchanges state with a random alive member if a member's
-// state last seen listed this node's name at another address. The
-// exchange's merge sets the mark again while that is still so. It is
-// called by the retryJoin goroutine.
-func (n *Node) reclaimName() {
+// nameReclaim is the retryJoin goroutine's record of how long a member
+// has listed this node's name at another address.
+type nameReclaim struct {
+	since, last time.Time
+	warned      bool
+}
+
+// reclaimPatience is how long the node exchanges state at every retry
+// tick while its name is held elsewhere. A restart is over by then (the
+// old address is declared dead and then forgotten within a minute on LAN
+// timings); past it, another live process most likely has the same name,
+// and the node warns once and exchanges only every reclaimSlowEvery.
+const (
+	reclaimPatience  = time.Minute
+	reclaimSlowEvery = 10 * time.Second
+)
+
+// step exchanges state with a random alive member if a member's state
+// last seen listed this node's name at another address. The exchange's
+// merge sets the mark again while that is still so.
+func (r *nameReclaim) step(n *Node) {
 	if !n.staleSelf.Swap(false) {
+		*r = nameReclaim{}
 		return
 	}
+	now := time.Now()
+	if r.since.IsZero() {
+		r.since = now
+	}
+	if now.Sub(r.since) > reclaimPatience {
+		if !r.warned {
+			r.warned = true
+			n.log.Warn("members have held this node's name at another address for over a minute: is another process running with the same NodeName?", "since", r.since)
+		}
+		if now.Sub(r.last) < reclaimSlowEvery {
+			n.staleSelf.Store(true) // still to be done, later
+			return
+		}
+	}
+	r.last = now
 	var peers []string
 	for _, m := range n.View().members {
 		if m.Status == StatusAlive && m.Name != n.cfg.NodeName {

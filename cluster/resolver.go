@@ -12,10 +12,10 @@ import (
 // registry) implements it to hand Join their current addresses.
 //
 // LookupHost is called from one goroutine of the Node at a time: at Join,
-// on every retry while the node sees no other alive member, and every
-// [Config.Profile]'s seed sweep interval while it does (see
+// on every retry while the node sees no other alive member, and about
+// every 10 s while it does (1 s on ProfileLocal, 30 s on ProfileWAN; see
 // Config.Seeds). It should return IP addresses; other entries are
-// skipped. It must honour ctx, which bounds each lookup.
+// skipped. It must honour ctx, which bounds each lookup (5 s).
 type Resolver interface {
 	LookupHost(ctx context.Context, host string) (addrs []string, err error)
 }

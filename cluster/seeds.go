@@ -180,6 +180,7 @@ func (n *Node) retryJoin() {
 	}
 	backoff := base
 	sweep := newSeedSweep(n.cfg.Profile)
+	var reclaim nameReclaim
 	for {
 		wait := backoff/2 + rand.N(backoff/2+1)
 		t := time.NewTimer(wait)
@@ -193,7 +194,7 @@ func (n *Node) retryJoin() {
 			n.contacted()
 			backoff = base
 			sweep.maybe(n)
-			n.reclaimName()
+			reclaim.step(n)
 			continue
 		}
 		if !n.mayClaimNow() {
