@@ -17,13 +17,20 @@ import (
 	"github.com/carbonkit/carbon/internal/depsyncpb"
 )
 
-// The DepSync service. Its errors: NotFound for a revision or a blob the
+// service serves the DepSync gRPC service of a Syncer. It is a type of its
+// own so that the handlers, whose types live in an internal package, are not
+// part of the Syncer's API. Its errors: NotFound for a revision or a blob the
 // node does not have, InvalidArgument for a malformed request, Unavailable
 // after Close.
+type service struct {
+	depsyncpb.UnimplementedDepSyncServer
+	s *Syncer
+}
 
 // Latest returns the node's current revision (on the active manager, the
 // newest it published); an empty RevisionInfo if it has none.
-func (s *Syncer) Latest(ctx context.Context, _ *depsyncpb.LatestRequest) (*depsyncpb.RevisionInfo, error) {
+func (sv *service) Latest(ctx context.Context, _ *depsyncpb.LatestRequest) (*depsyncpb.RevisionInfo, error) {
+	s := sv.s
 	if s.ctx.Err() != nil {
 		return nil, status.Error(codes.Unavailable, ErrClosed.Error())
 	}
@@ -31,7 +38,8 @@ func (s *Syncer) Latest(ctx context.Context, _ *depsyncpb.LatestRequest) (*depsy
 }
 
 // Manifest returns the manifest of a revision the node keeps.
-func (s *Syncer) Manifest(ctx context.Context, req *depsyncpb.ManifestRequest) (*depsyncpb.RevisionManifest, error) {
+func (sv *service) Manifest(ctx context.Context, req *depsyncpb.ManifestRequest) (*depsyncpb.RevisionManifest, error) {
+	s := sv.s
 	if s.ctx.Err() != nil {
 		return nil, status.Error(codes.Unavailable, ErrClosed.Error())
 	}
@@ -50,7 +58,8 @@ func (s *Syncer) Manifest(ctx context.Context, req *depsyncpb.ManifestRequest) (
 // fetches starts a sync round and waits up to Options.PeerWait for the blob:
 // that is what lets followers form a distribution tree instead of all
 // fetching from the manager.
-func (s *Syncer) Blob(req *depsyncpb.BlobRequest, stream depsyncpb.DepSync_BlobServer) error {
+func (sv *service) Blob(req *depsyncpb.BlobRequest, stream depsyncpb.DepSync_BlobServer) error {
+	s := sv.s
 	if s.ctx.Err() != nil {
 		return status.Error(codes.Unavailable, ErrClosed.Error())
 	}
