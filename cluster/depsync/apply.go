@@ -9,14 +9,21 @@ import (
 	"go.opentelemetry.io/otel/trace"
 )
 
-// apply installs m, whose blobs are all present: tree, switch, hook,
-// rollback on failure, gc. Caller holds s.op.
-func (s *Syncer) apply(ctx context.Context, m *manifest, hook bool) error {
+// apply installs m, whose blobs are all present: tree (completing b, or
+// a new one if b is nil), switch, hook, rollback on failure, gc. Caller
+// holds s.op.
+func (s *Syncer) apply(ctx context.Context, m *manifest, hook bool, b *build) error {
 	id := m.rev.ID()
 	if err := s.st.saveManifest(m); err != nil {
 		return fmt.Errorf("depsync: saving manifest %s: %w", id, err)
 	}
-	dir, err := s.st.build(m)
+	var dir string
+	var err error
+	if b != nil {
+		dir, err = b.commit()
+	} else {
+		dir, err = s.st.build(m)
+	}
 	if err != nil {
 		return fmt.Errorf("depsync: building %s: %w", id, err)
 	}

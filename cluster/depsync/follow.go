@@ -155,10 +155,15 @@ func (s *Syncer) sync(ctx context.Context, mgrName, ep string) (Revision, error)
 	if err := s.checkSigned(m, mgrName); err != nil {
 		return Revision{}, err
 	}
-	if err := s.fetch(ctx, m, mgrName, ep); err != nil {
+	b, err := s.st.newBuild(m)
+	if err != nil {
+		return Revision{}, fmt.Errorf("depsync: building %s: %w", m.rev.ID(), err)
+	}
+	defer b.abort()
+	if err := s.fetch(ctx, m, b, mgrName, ep); err != nil {
 		return Revision{}, err
 	}
-	if err := s.apply(ctx, m, true); err != nil {
+	if err := s.apply(ctx, m, true, b); err != nil {
 		return Revision{}, err
 	}
 	return m.rev, nil

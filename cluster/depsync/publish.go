@@ -128,7 +128,7 @@ func (s *Syncer) publish(ctx context.Context, folder string, epoch uint64) (Revi
 	if !s.n.Writable() || s.n.Epoch() != epoch {
 		return Revision{}, fmt.Errorf("%w: lost the active role during the snapshot", ErrNotActive)
 	}
-	if err := s.apply(ctx, m, false); err != nil {
+	if err := s.apply(ctx, m, false, nil); err != nil {
 		return Revision{}, err
 	}
 	ok = true

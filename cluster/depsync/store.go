@@ -77,6 +77,32 @@ func (s *store) hasBlob(sum [32]byte) bool {
 	return err == nil && fi.Mode().IsRegular()
 }
 
+// hasFile reports whether the blob of f is in the store with f's size. A
+// blob of another size (cut short by a crash before the revision that
+// brought it was flushed) is removed, to be fetched again.
+func (s *store) hasFile(f File) bool {
+	fi, err := os.Stat(s.blobPath(f.SHA256))
+	if err != nil || !fi.Mode().IsRegular() {
+		return false
+	}
+	if fi.Size() != f.Size {
+		os.Remove(s.blobPath(f.SHA256))
+		return false
+	}
+	return true
+}
+
+// build makes revisions/<id>/ exactly the tree of m, from blobs that must
+// all be present, durably (see build.commit).
+func (s *store) build(m *manifest) (string, error) {
+	b, err := s.newBuild(m)
+	if err != nil {
+		return "", err
+	}
+	defer b.abort()
+	return b.commit()
+}
+
 // tempFile creates a file in tmp/.
 func (s *store) tempFile(prefix string) (*os.File, error) {
 	return os.CreateTemp(filepath.Join(s.root, "tmp"), prefix)
@@ -218,46 +244,6 @@ func (s *store) switchTo(id string) error {
 		return err
 	}
 	return syncDir(s.root)
-}
-
-// build makes revisions/<id>/ exactly the tree of m, from blobs that must
-// all be present: it builds in tmp/ and renames into place, replacing any
-// tree of that name.
-func (s *store) build(m *manifest) (string, error) {
-	tmp := filepath.Join(s.root, "tmp", "tree-"+m.rev.ID()+"-"+randHex())
-	if err := os.Mkdir(tmp, 0o755); err != nil {
-		return "", err
-	}
-	ok := false
-	defer func() {
-		if !ok {
-			removeAll(tmp)
-		}
-	}()
-	for _, f := range m.files {
-		dst := filepath.Join(tmp, filepath.FromSlash(f.Path))
-		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-			return "", err
-		}
-		src := s.blobPath(f.SHA256)
-		if f.Mode == blobMode {
-			if err := os.Link(src, dst); err == nil {
-				continue
-			}
-		}
-		if err := copyFile(src, dst, f.Mode); err != nil {
-			return "", fmt.Errorf("depsync: building %q: %w", f.Path, err)
-		}
-	}
-	final := s.treePath(m.rev.ID())
-	if err := removeAll(final); err != nil {
-		return "", err
-	}
-	if err := os.Rename(tmp, final); err != nil {
-		return "", err
-	}
-	ok = true
-	return final, nil
 }
 
 // verifyTree reports whether revisions/<id>/ holds exactly the files of m

@@ -55,8 +55,9 @@ type Options struct {
 	MaxFileSize  int64
 	MaxTotalSize int64
 	MaxFiles     int
-	// ChunkSize is the size of the chunks blobs are streamed in. Default
-	// 64 KiB.
+	// ChunkSize is how many bytes of a blob a node reads at once when it
+	// serves it (it sends them in messages of at most 32 KiB). Default and
+	// maximum 1 MiB.
 	ChunkSize int
 	// Parallel is how many blobs a follower fetches at once. Default 4.
 	Parallel int
@@ -112,8 +113,8 @@ func (o *Options) defaults(n *cluster.Node) error {
 	if o.MaxFiles <= 0 {
 		o.MaxFiles = 100_000
 	}
-	if o.ChunkSize <= 0 {
-		o.ChunkSize = 64 << 10
+	if o.ChunkSize <= 0 || o.ChunkSize > ioBuffer {
+		o.ChunkSize = ioBuffer
 	}
 	if o.Parallel <= 0 {
 		o.Parallel = 4
