@@ -113,28 +113,45 @@ func (s *Syncer) fetch(ctx context.Context, m *manifest, b *build, mgrName, mgrE
 	}()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	work := make(chan int)
-	var wg sync.WaitGroup
 	var once sync.Once
 	var first error
+	fail := func(err error) { once.Do(func() { first = err; cancel() }) }
+	// One goroutine creates the files, in manifest order, ahead of the
+	// workers that fill them: creations in one directory serialize in the
+	// kernel, and concurrent ones spin on its lock.
+	type job struct {
+		i int
+		d *download
+	}
+	jobs := make(chan job, s.opts.Parallel)
+	go func() {
+		defer close(jobs)
+		for _, i := range missing {
+			if ctx.Err() != nil {
+				return
+			}
+			d, err := s.openDownload(b, i)
+			if err != nil {
+				fail(err)
+				return
+			}
+			jobs <- job{i, d}
+		}
+	}()
+	var wg sync.WaitGroup
 	for range min(s.opts.Parallel, len(missing)) {
 		wg.Go(func() {
-			for i := range work {
-				if err := s.fetchBlob(ctx, b, i, srcs, m.rev); err != nil {
-					once.Do(func() { first = err; cancel() })
+			for j := range jobs {
+				if ctx.Err() != nil {
+					j.d.f.Close()
+					continue
+				}
+				if err := s.fetchBlob(ctx, b, j.i, j.d, srcs, m.rev); err != nil {
+					fail(err)
 				}
 			}
 		})
 	}
-	for _, i := range missing {
-		select {
-		case work <- i:
-			continue
-		case <-ctx.Done():
-		}
-		break
-	}
-	close(work)
 	wg.Wait()
 	if first != nil {
 		return first
@@ -201,16 +218,13 @@ func (d *download) reset() error {
 	return nil
 }
 
-// fetchBlob fetches blob i of the build from the first source that has
+// fetchBlob fetches blob i of the build into d from the first source that has
 // it; a source that fails falls back to the next, resuming where it
 // stopped. A verified blob enters the store; an unfinished one is kept in
 // partial/ for the next attempt.
-func (s *Syncer) fetchBlob(ctx context.Context, b *build, i int, srcs []source, rev Revision) error {
+func (s *Syncer) fetchBlob(ctx context.Context, b *build, i int, d *download, srcs []source, rev Revision) error {
 	f := b.m.files[i]
-	d, err := s.openDownload(b, i)
-	if err != nil {
-		return err
-	}
+	var err error
 	for j, src := range srcs {
 		err = s.fetchFrom(ctx, f, d, src, rev)
 		if err == nil && [32]byte(d.h.Sum(nil)) != f.SHA256 {

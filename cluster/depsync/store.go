@@ -127,9 +127,25 @@ func (s *store) putBlob(r io.Reader, max int64, what string) (sum [32]byte, n in
 	if max > 0 {
 		lr = io.LimitReader(r, max+1)
 	}
-	n, err = io.Copy(io.MultiWriter(f, h), lr)
-	if err != nil {
-		return sum, n, false, err
+	// One pooled buffer: a file that fits is read, hashed and written in
+	// one go.
+	bp := ioBuffers.Get().(*[]byte)
+	defer ioBuffers.Put(bp)
+	for {
+		k, rerr := io.ReadFull(lr, *bp)
+		if k > 0 {
+			h.Write((*bp)[:k])
+			if _, err = f.Write((*bp)[:k]); err != nil {
+				return sum, n, false, err
+			}
+			n += int64(k)
+		}
+		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
+			break
+		}
+		if rerr != nil {
+			return sum, n, false, rerr
+		}
 	}
 	if max > 0 && n > max {
 		return sum, n, false, fmt.Errorf("%w: %q grew over %d bytes", ErrTooLarge, what, max)
