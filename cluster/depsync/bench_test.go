@@ -18,18 +18,18 @@ import (
 )
 
 // BenchmarkSync publishes a set of files (1,000 files, 100 MB by default;
-// DEPSYNC_BENCH_FILES and DEPSYNC_BENCH_MB change it; DEPSYNC_BENCH_PARALLEL
-// and DEPSYNC_BENCH_FANOUT set the workers' Options.Parallel and FanOut) from one manager to 8
+// DEPSYNC_BENCH_FILES and DEPSYNC_BENCH_MB change it) from one manager to 8
 // workers over gRPC on 127.0.0.1, each op a new revision with entirely new
-// content. In the same op it makes eight plain copies of the set in
-// parallel (one per worker: the physical floor of the work on one disk).
-// It reports the time from Publish until every worker has switched
-// (ms-to-all-switched), the time of the eight copies (ms-eight-copies),
-// their ratio (sync/eight-copies), and the manager's egress: blob bytes it
-// sent over the set size (manager-bytes/set; a star from the manager would
-// be 8) and over set size times workers (egress/set/worker). Since the
-// machine may be shared, it also reports the ratio of the CPU time the
-// process spent in either phase (cpu-sync/eight-copies).
+// content (DEPSYNC_BENCH_PARALLEL and DEPSYNC_BENCH_FANOUT set the workers'
+// Options.Parallel and FanOut). In the same op it makes eight plain copies
+// of the set in parallel, one per worker: the physical floor of the work
+// on one disk. It reports the time from Publish until every worker has
+// switched (ms-to-all-switched), the time of the eight copies
+// (ms-eight-copies), their ratio (sync/eight-copies), the ratio of the CPU
+// time the process spent in either phase (cpu-sync/eight-copies: the
+// machine may be shared), and the manager's egress: blob bytes it sent over
+// the set size (manager-bytes/set; a star from the manager would be 8) and
+// over set size times workers (egress/set/worker).
 func BenchmarkSync(b *testing.B) {
 	files, mb := envInt("DEPSYNC_BENCH_FILES", 1000), envInt("DEPSYNC_BENCH_MB", 100)
 	const workers = 8
@@ -78,12 +78,12 @@ func BenchmarkSync(b *testing.B) {
 		copyNs += time.Since(cs)
 		cpuSync += cpu1 - cpu0
 		cpuCopy += cpuTime(b) - cpu1
+		os.RemoveAll(dst)
 		total++
 		for _, w := range ws[:1] {
 			sameFiles(b, src, w)
 		}
 		os.RemoveAll(src)
-		os.RemoveAll(dst)
 		b.StartTimer()
 	}
 	n := float64(total)

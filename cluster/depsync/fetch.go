@@ -272,6 +272,7 @@ func (s *Syncer) fetchBlob(ctx context.Context, b *build, i int, d *download, sr
 
 // finish puts a verified download into the store.
 func (s *Syncer) finish(f File, d *download) error {
+	startWriteback(d.f)
 	if err := d.f.Chmod(blobMode); err != nil {
 		return fmt.Errorf("depsync: %w", err)
 	}

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sync"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -50,22 +51,19 @@ func (s *Syncer) publish(ctx context.Context, folder string, epoch uint64) (Revi
 	if epoch < last.Epoch {
 		return Revision{}, fmt.Errorf("%w: epoch %d is older than revision %s", ErrFenced, epoch, last.ID())
 	}
-	var files []File
-	var total int64
-	var created [][32]byte
-	ok := false
-	defer func() {
-		// A refused publish leaves the store as it found it.
-		if !ok {
-			for _, sum := range created {
-				os.Remove(s.st.blobPath(sum))
-			}
-		}
-	}()
 	folder, err := filepath.EvalSymlinks(folder)
 	if err != nil {
 		return Revision{}, fmt.Errorf("depsync: publish: %w", err)
 	}
+	// First the list, checked against the limits by the sizes the folder
+	// reports, then the snapshot of every file into the blob store,
+	// Parallel at a time.
+	type entry struct {
+		rel, path string
+		mode      fs.FileMode
+	}
+	var ents []entry
+	var listed int64
 	err = filepath.WalkDir(folder, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -84,37 +82,91 @@ func (s *Syncer) publish(ctx context.Context, folder string, epoch uint64) (Revi
 		if !d.Type().IsRegular() {
 			return fmt.Errorf("%w: %q is a %v", ErrNotRegular, rel, d.Type())
 		}
-		if len(files) >= s.lim.maxFiles {
+		if len(ents) >= s.lim.maxFiles {
 			return fmt.Errorf("%w: more than %d files", ErrTooLarge, s.lim.maxFiles)
 		}
 		fi, err := d.Info()
 		if err != nil {
 			return err
 		}
-		f, err := os.Open(p)
-		if err != nil {
-			return err
+		if fi.Size() > s.lim.maxFile {
+			return fmt.Errorf("%w: %q is over %d bytes", ErrTooLarge, rel, s.lim.maxFile)
 		}
-		defer f.Close()
-		sum, size, isNew, err := s.st.putBlob(f, s.lim.maxFile, rel)
-		if isNew {
-			created = append(created, sum)
-		}
-		if err != nil {
-			if errors.Is(err, ErrTooLarge) {
-				return fmt.Errorf("%w: %q is over %d bytes", ErrTooLarge, rel, s.lim.maxFile)
-			}
-			return fmt.Errorf("depsync: snapshot of %q: %w", rel, err)
-		}
-		total += size
-		if total > s.lim.maxTotal {
+		if listed += fi.Size(); listed > s.lim.maxTotal {
 			return fmt.Errorf("%w: total over %d bytes at %q", ErrTooLarge, s.lim.maxTotal, rel)
 		}
-		files = append(files, File{Path: rel, Mode: fi.Mode().Perm(), Size: size, SHA256: sum})
+		ents = append(ents, entry{rel: rel, path: p, mode: fi.Mode().Perm()})
 		return nil
 	})
 	if err != nil {
 		return Revision{}, err
+	}
+	// The snapshot's files are made in a directory of this publish (see
+	// spreadDirs), then renamed into the store.
+	work, err := os.MkdirTemp(filepath.Join(s.st.root, "tmp"), "publish-")
+	if err != nil {
+		return Revision{}, fmt.Errorf("depsync: publish: %w", err)
+	}
+	defer removeAll(work)
+	type result struct {
+		sum   [32]byte
+		size  int64
+		isNew bool
+		err   error
+	}
+	res := make([]result, len(ents))
+	ok := false
+	defer func() {
+		// A refused publish leaves the store as it found it.
+		if !ok {
+			for _, r := range res {
+				if r.isNew {
+					os.Remove(s.st.blobPath(r.sum))
+				}
+			}
+		}
+	}()
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range min(s.opts.Parallel, len(ents)) {
+		wg.Go(func() {
+			for i := range next {
+				r := &res[i]
+				f, err := os.Open(ents[i].path)
+				if err != nil {
+					r.err = err
+					continue
+				}
+				r.sum, r.size, r.isNew, r.err = s.st.putBlob(f, work, s.lim.maxFile, ents[i].rel)
+				f.Close()
+			}
+		})
+	}
+	for i := range ents {
+		if ctx.Err() != nil {
+			break
+		}
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return Revision{}, err
+	}
+	files := make([]File, len(ents))
+	var total int64
+	for i, r := range res {
+		rel := ents[i].rel
+		if r.err != nil {
+			if errors.Is(r.err, ErrTooLarge) {
+				return Revision{}, fmt.Errorf("%w: %q is over %d bytes", ErrTooLarge, rel, s.lim.maxFile)
+			}
+			return Revision{}, fmt.Errorf("depsync: snapshot of %q: %w", rel, r.err)
+		}
+		if total += r.size; total > s.lim.maxTotal {
+			return Revision{}, fmt.Errorf("%w: total over %d bytes at %q", ErrTooLarge, s.lim.maxTotal, rel)
+		}
+		files[i] = File{Path: rel, Mode: ents[i].mode, Size: r.size, SHA256: r.sum}
 	}
 	sorted, err := validate(files, s.lim)
 	if err != nil {

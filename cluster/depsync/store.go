@@ -47,6 +47,7 @@ func openStore(root string) (*store, error) {
 			return nil, fmt.Errorf("depsync: %w", err)
 		}
 	}
+	spreadDirs(filepath.Join(root, "tmp"))
 	// Trees half built by a crashed process are garbage.
 	ents, err := os.ReadDir(filepath.Join(root, "tmp"))
 	if err != nil {
@@ -108,11 +109,11 @@ func (s *store) tempFile(prefix string) (*os.File, error) {
 	return os.CreateTemp(filepath.Join(s.root, "tmp"), prefix)
 }
 
-// putBlob copies at most max bytes of r into the blob store and returns
-// its hash, its size and whether the blob is new; too many bytes is
-// ErrTooLarge (named by what).
-func (s *store) putBlob(r io.Reader, max int64, what string) (sum [32]byte, n int64, created bool, err error) {
-	f, err := s.tempFile("blob-")
+// putBlob copies at most max bytes of r into the blob store, through a
+// file made in dir, and returns its hash, its size and whether the blob is
+// new; too many bytes is ErrTooLarge (named by what).
+func (s *store) putBlob(r io.Reader, dir string, max int64, what string) (sum [32]byte, n int64, created bool, err error) {
+	f, err := os.CreateTemp(dir, "blob-")
 	if err != nil {
 		return sum, 0, false, err
 	}

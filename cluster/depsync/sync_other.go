@@ -37,3 +37,9 @@ func fsyncPath(p string) error {
 	defer f.Close()
 	return f.Sync()
 }
+
+// spreadDirs is a no-op where the file system has no such hint.
+func spreadDirs(string) {}
+
+// startWriteback is a no-op where there is no sync_file_range(2).
+func startWriteback(*os.File) {}
