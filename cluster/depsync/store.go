@@ -20,18 +20,20 @@ import (
 
 // store is the on-disk state of one node, under its root directory:
 //
-//	blobs/<sha256 hex>       content-addressed blobs, written to partial/ or
-//	                         tmp/ first and renamed once their hash is verified
-//	partial/<sha256 hex>     a blob being received; a restart resumes it
+//	blobs/<sha256 hex>       content-addressed blobs, which appear complete:
+//	                         linked from a verified tree file, or renamed
+//	                         from partial/ or a publish's directory in tmp/
+//	partial/<sha256 hex>     a blob whose transfer stopped; the next attempt
+//	                         resumes it
 //	manifests/<id>.pb        the manifests of the kept revisions
 //	failed/<id>              revisions whose deploy hook failed
-//	revisions/<id>/          the tree of a revision, built from the blobs
+//	revisions/<id>/          the tree of a revision (see build)
 //	current -> revisions/<id>  the deployment folder, switched by rename
-//	tmp/                     trees being built; emptied on open
+//	tmp/                     trees being built, publishes; emptied on open
 //
 // The store is not safe for concurrent writes: the Syncer serializes them.
 // Reads of blobs (serving peers) may run concurrently with writes because
-// every file appears by rename, complete.
+// every blob appears under its name complete.
 type store struct {
 	root string
 }
