@@ -117,8 +117,8 @@ func (s *Syncer) fetch(ctx context.Context, m *manifest, b *build, mgrName, mgrE
 	var first error
 	fail := func(err error) { once.Do(func() { first = err; cancel() }) }
 	// One goroutine creates the files, in manifest order, ahead of the
-	// workers that fill them: creations in one directory serialize in the
-	// kernel, and concurrent ones spin on its lock.
+	// workers that fill them: a creation holds its directory's lock, so
+	// more creators would only wait for each other.
 	type job struct {
 		i int
 		d *download
