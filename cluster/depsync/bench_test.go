@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -17,12 +19,17 @@ import (
 
 // BenchmarkSync publishes a set of files (1,000 files, 100 MB by default;
 // DEPSYNC_BENCH_FILES and DEPSYNC_BENCH_MB change it) from one manager to 8
-// workers on loopback, each op a new revision with entirely new content,
-// and reports the time from Publish until every worker has switched
-// (ms-to-all-switched), a plain io.Copy of the same folder on this machine
-// measured in the same op (ms-plain-copy), their ratio, and the bytes the
-// manager sent over the set size (manager-bytes/set; a star from the
-// manager would be 8).
+// workers over gRPC on 127.0.0.1, each op a new revision with entirely new
+// content (DEPSYNC_BENCH_PARALLEL and DEPSYNC_BENCH_FANOUT set the workers'
+// Options.Parallel and FanOut). In the same op it makes eight plain copies
+// of the set in parallel, one per worker: the physical floor of the work
+// on one disk. It reports the time from Publish until every worker has
+// switched (ms-to-all-switched), the time of the eight copies
+// (ms-eight-copies), their ratio (sync/eight-copies), the ratio of the CPU
+// time the process spent in either phase (cpu-sync/eight-copies: the
+// machine may be shared), and the manager's egress: blob bytes it sent over
+// the set size (manager-bytes/set; a star from the manager would be 8) and
+// over set size times workers (egress/set/worker).
 func BenchmarkSync(b *testing.B) {
 	files, mb := envInt("DEPSYNC_BENCH_FILES", 1000), envInt("DEPSYNC_BENCH_MB", 100)
 	const workers = 8
@@ -32,11 +39,11 @@ func BenchmarkSync(b *testing.B) {
 	var ws []*tnode
 	for i := range workers {
 		ws = append(ws, startNode(b, nodeCfg{domain: domain, name: fmt.Sprintf("w%d", i), role: role.Worker, seed: m.seed(),
-			opts: depsync.Options{PollInterval: time.Minute, Keep: 1}}))
+			opts: depsync.Options{PollInterval: time.Minute, Keep: 1, Parallel: envInt("DEPSYNC_BENCH_PARALLEL", 0), FanOut: envInt("DEPSYNC_BENCH_FANOUT", 0)}}))
 	}
 	waitConverged(b, workers+1, append(ws, m)...)
 
-	var total, syncNs, copyNs time.Duration
+	var total, syncNs, copyNs, cpuSync, cpuCopy time.Duration
 	var sentRatio float64
 	for i := 0; b.Loop(); i++ {
 		b.StopTimer()
@@ -45,6 +52,7 @@ func BenchmarkSync(b *testing.B) {
 		sentBefore := m.s.Stats().BytesSent
 		b.StartTimer()
 
+		cpu0 := cpuTime(b)
 		start := time.Now()
 		rev, err := m.s.Publish(context.Background(), src)
 		if err != nil {
@@ -59,13 +67,18 @@ func BenchmarkSync(b *testing.B) {
 			return true
 		})
 		d := time.Since(start)
+		cpu1 := cpuTime(b)
 
 		b.StopTimer()
 		syncNs += d
 		sentRatio += float64(m.s.Stats().BytesSent-sentBefore) / float64(size)
+		dst := b.TempDir()
 		cs := time.Now()
-		plainCopy(b, src, filepath.Join(b.TempDir(), "copy"))
+		eightCopies(b, src, dst, workers)
 		copyNs += time.Since(cs)
+		cpuSync += cpu1 - cpu0
+		cpuCopy += cpuTime(b) - cpu1
+		os.RemoveAll(dst)
 		total++
 		for _, w := range ws[:1] {
 			sameFiles(b, src, w)
@@ -75,14 +88,41 @@ func BenchmarkSync(b *testing.B) {
 	}
 	n := float64(total)
 	b.ReportMetric(float64(syncNs.Milliseconds())/n, "ms-to-all-switched")
-	b.ReportMetric(float64(copyNs.Milliseconds())/n, "ms-plain-copy")
-	b.ReportMetric(float64(syncNs)/float64(copyNs), "sync/copy")
+	b.ReportMetric(float64(copyNs.Milliseconds())/n, "ms-eight-copies")
+	b.ReportMetric(float64(syncNs)/float64(copyNs), "sync/eight-copies")
+	b.ReportMetric(float64(cpuSync)/float64(cpuCopy), "cpu-sync/eight-copies")
 	b.ReportMetric(sentRatio/n, "manager-bytes/set")
+	b.ReportMetric(sentRatio/n/workers, "egress/set/worker")
+}
+
+// cpuTime is the CPU time (user and system) the process used so far: on a
+// shared machine it tells the work done apart from the waiting for CPUs.
+func cpuTime(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// eightCopies makes k plain copies of src under dst in parallel.
+func eightCopies(b *testing.B, src, dst string, k int) {
+	var wg sync.WaitGroup
+	errs := make([]error, k)
+	for i := range k {
+		wg.Go(func() { errs[i] = plainCopy(src, filepath.Join(dst, strconv.Itoa(i))) })
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
 }
 
 // plainCopy copies every file of src to dst with io.Copy, file by file.
-func plainCopy(b *testing.B, src, dst string) {
-	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+func plainCopy(src, dst string) error {
+	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -106,13 +146,10 @@ func plainCopy(b *testing.B, src, dst string) {
 		}
 		return o.Close()
 	})
-	if err != nil {
-		b.Fatal(err)
-	}
 }
 
 func envInt(name string, def int) int {
-	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v != 0 {
 		return v
 	}
 	return def

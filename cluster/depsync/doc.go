@@ -47,16 +47,18 @@
 //
 // # The folder
 //
-// [Options.Dir] belongs to the synchronizer; nothing else may write it.
-// Blobs live in blobs/, revisions are built as trees in revisions/<epoch>-<seq>/
-// (hard links to the blobs, copies for files whose mode is not 0644), and
-// the deployment folder the application reads is the current symlink
-// ([Syncer.Dir]), switched by renaming a new symlink over it. The last
-// [Options.Keep] revisions are kept. On start, the current tree is checked
-// against its manifest (paths, sizes, modes) and rebuilt if it differs, so
-// the folder is reconciled to the manifest exactly. Because tree files may
-// be hard links into the blob store, the application must treat the tree as
-// read-only.
+// [Options.Dir] belongs to the synchronizer; nothing else may write it,
+// and it must be one file system. Blobs live in blobs/, revisions are built
+// as trees in tmp/ and renamed into revisions/<epoch>-<seq>/ (hard links to
+// the blobs, copies for files whose mode is not 0644; a follower writes a
+// fetched 0644 file straight into its place in the tree and links it into
+// blobs/ once its hash is verified), and the deployment folder the
+// application reads is the current symlink ([Syncer.Dir]), switched by
+// renaming a new symlink over it. The last [Options.Keep] revisions are
+// kept. On start, the current tree is checked against its manifest (paths,
+// sizes, modes) and rebuilt if it differs, so the folder is reconciled to
+// the manifest exactly. Because tree files may be hard links into the blob
+// store, the application must treat the tree as read-only.
 //
 // # What is promised
 //
@@ -69,8 +71,18 @@
 //     ([ErrBadHash]), blobs that do not match ([ErrHashMismatch]), files and
 //     totals over the limits ([ErrTooLarge]). Verified blobs fetched before
 //     the error stay in the store, as a cache.
+//   - A revision a node reports as current ([Syncer.Current], the deploy
+//     hook) survives a crash: before the current symlink is switched, the
+//     file system holding the folder is flushed once (syncfs(2) on Linux;
+//     an fsync of each file elsewhere), so the tree, its blobs and its
+//     manifest are on disk, and the switch itself is flushed before the
+//     revision is reported. A blob not yet part of a switched revision may
+//     be cut short by a crash; it is checked by size before use and by
+//     hash by whoever fetches it.
 //   - A restart resumes: blobs already in the store are not fetched again,
-//     and a partly received blob continues from its last byte.
+//     and a blob whose transfer failed or was stopped (Close) continues
+//     from its last byte (partial/). A process killed in the middle of a
+//     blob loses that blob's bytes: it is fetched again whole.
 //   - If the deploy hook fails, the node switches back to its previous
 //     revision, calls the hook for it, and marks the failed revision so that
 //     it is not retried ([ErrRevisionFailed]); a newer revision is.

@@ -5,7 +5,9 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
+	"io/fs"
 	"os"
 	"sync"
 
@@ -37,7 +39,7 @@ func (s *Syncer) client(ep string) (depsyncpb.DepSyncClient, error) {
 	if c := s.conns[ep]; c != nil {
 		return depsyncpb.NewDepSyncClient(c), nil
 	}
-	c, err := grpc.NewClient(ep, s.opts.DialOptions...)
+	c, err := grpc.NewClient(ep, dialOptions(s.opts.DialOptions)...)
 	if err != nil {
 		return nil, fmt.Errorf("depsync: dialing %s: %w", ep, err)
 	}
@@ -81,17 +83,19 @@ func (s *Syncer) sources(v *cluster.View, mgrName, mgrEp string) []source {
 
 // fetch brings every blob of m into the store, Parallel at a time, in
 // manifest order (so that a peer fetching the same revision is a step
-// ahead of the nodes that fetch from it).
-func (s *Syncer) fetch(ctx context.Context, m *manifest, mgrName, mgrEp string) (err error) {
+// ahead of the nodes that fetch from it). A blob of mode 0644 with no
+// partial download is written straight into its place in the tree b and
+// linked into the store once verified; others go through partial/.
+func (s *Syncer) fetch(ctx context.Context, m *manifest, b *build, mgrName, mgrEp string) (err error) {
 	seen := make(map[[32]byte]bool, len(m.files))
-	var missing []File
-	for _, f := range m.files {
+	var missing []int
+	for i, f := range m.files {
 		if seen[f.SHA256] {
 			continue
 		}
 		seen[f.SHA256] = true
-		if !s.st.hasBlob(f.SHA256) {
-			missing = append(missing, f)
+		if !s.st.hasFile(f) {
+			missing = append(missing, i)
 		}
 	}
 	if len(missing) == 0 {
@@ -109,30 +113,45 @@ func (s *Syncer) fetch(ctx context.Context, m *manifest, mgrName, mgrEp string) 
 	}()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	work := make(chan File)
-	var wg sync.WaitGroup
 	var once sync.Once
 	var first error
+	fail := func(err error) { once.Do(func() { first = err; cancel() }) }
+	// One goroutine creates the files, in manifest order, ahead of the
+	// workers that fill them: a creation holds its directory's lock, so
+	// more creators would only wait for each other.
+	type job struct {
+		i int
+		d *download
+	}
+	jobs := make(chan job, s.opts.Parallel)
+	go func() {
+		defer close(jobs)
+		for _, i := range missing {
+			if ctx.Err() != nil {
+				return
+			}
+			d, err := s.openDownload(b, i)
+			if err != nil {
+				fail(err)
+				return
+			}
+			jobs <- job{i, d}
+		}
+	}()
+	var wg sync.WaitGroup
 	for range min(s.opts.Parallel, len(missing)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for f := range work {
-				if err := s.fetchBlob(ctx, f, srcs, m.rev); err != nil {
-					once.Do(func() { first = err; cancel() })
+		wg.Go(func() {
+			for j := range jobs {
+				if ctx.Err() != nil {
+					j.d.f.Close()
+					continue
+				}
+				if err := s.fetchBlob(ctx, b, j.i, j.d, srcs, m.rev); err != nil {
+					fail(err)
 				}
 			}
-		}()
+		})
 	}
-	for _, f := range missing {
-		select {
-		case work <- f:
-			continue
-		case <-ctx.Done():
-		}
-		break
-	}
-	close(work)
 	wg.Wait()
 	if first != nil {
 		return first
@@ -140,106 +159,211 @@ func (s *Syncer) fetch(ctx context.Context, m *manifest, mgrName, mgrEp string) 
 	return ctx.Err()
 }
 
-// fetchBlob fetches one blob from the first source that has it; a source
-// that fails falls back to the next.
-func (s *Syncer) fetchBlob(ctx context.Context, f File, srcs []source, rev Revision) error {
+// download is the file a blob is being received into, open across the
+// sources fetchBlob tries, with the hash of what it holds.
+type download struct {
+	f      *os.File
+	name   string
+	inTree bool // at its place in the build tree, not in partial/
+	h      hash.Hash
+	have   int64
+}
+
+// openDownload opens the file blob f of the build is received into: the
+// partial download of a previous attempt if there is one, else its place
+// in the tree (mode 0644 only, since the tree file becomes the blob).
+func (s *Syncer) openDownload(b *build, i int) (*download, error) {
+	f := b.m.files[i]
+	d := &download{h: sha256.New(), name: s.st.partialPath(f.SHA256)}
+	pf, err := os.OpenFile(d.name, os.O_RDWR, 0)
+	switch {
+	case err == nil:
+		d.f = pf
+		bp := ioBuffers.Get().(*[]byte)
+		d.have, err = io.CopyBuffer(d.h, pf, *bp) // leaves the offset at the end
+		ioBuffers.Put(bp)
+		if err != nil {
+			pf.Close()
+			return nil, fmt.Errorf("depsync: %w", err)
+		}
+		if d.have > f.Size {
+			if err := d.reset(); err != nil {
+				pf.Close()
+				return nil, err
+			}
+		}
+		return d, nil
+	case !errors.Is(err, fs.ErrNotExist):
+		return nil, fmt.Errorf("depsync: %w", err)
+	case f.Mode == blobMode:
+		d.name, d.inTree = b.path(i), true
+	}
+	d.f, err = os.OpenFile(d.name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("depsync: %w", err)
+	}
+	return d, nil
+}
+
+// reset empties the download.
+func (d *download) reset() error {
+	if err := d.f.Truncate(0); err != nil {
+		return err
+	}
+	if _, err := d.f.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	d.h.Reset()
+	d.have = 0
+	return nil
+}
+
+// fetchBlob fetches blob i of the build into d from the first source that has
+// it; a source that fails falls back to the next, resuming where it
+// stopped. A verified blob enters the store; an unfinished one is kept in
+// partial/ for the next attempt.
+func (s *Syncer) fetchBlob(ctx context.Context, b *build, i int, d *download, srcs []source, rev Revision) error {
+	f := b.m.files[i]
 	var err error
-	for i, src := range srcs {
-		err = s.fetchFrom(ctx, f, src, rev)
+	for j, src := range srcs {
+		err = s.fetchFrom(ctx, f, d, src, rev)
+		if err == nil && [32]byte(d.h.Sum(nil)) != f.SHA256 {
+			err = fmt.Errorf("%w: %q from %s", ErrHashMismatch, f.Path, src.name)
+		}
 		if err == nil || ctx.Err() != nil {
-			return err
+			break
 		}
 		if errors.Is(err, ErrHashMismatch) {
-			// The partial file may hold the bad bytes: start over.
-			os.Remove(s.st.partialPath(f.SHA256))
+			// The download may hold the bad bytes: start over.
+			if rerr := d.reset(); rerr != nil {
+				err = rerr
+				break
+			}
 		}
 		if status.Code(err) == grpccodes.Unimplemented {
 			s.mu.Lock()
 			s.noDepsync[src.ep] = true
 			s.mu.Unlock()
 		}
-		if i < len(srcs)-1 {
-			s.log.Debug("falling back", "path", f.Path, "from", src.name, "to", srcs[i+1].name, "err", err)
+		if j < len(srcs)-1 {
+			s.log.Debug("falling back", "path", f.Path, "from", src.name, "to", srcs[j+1].name, "err", err)
 		}
+	}
+	if err == nil {
+		err = s.finish(f, d)
+		if err == nil {
+			if d.inTree {
+				b.done[i] = true
+			}
+			s.blobDone(f.SHA256)
+			if s.opts.testAfterBlob != nil {
+				s.opts.testAfterBlob(ctx)
+			}
+			return nil
+		}
+	}
+	d.f.Close()
+	if d.inTree && d.have > 0 {
+		// Keep what came for the next round or a restart.
+		os.Rename(d.name, s.st.partialPath(f.SHA256))
 	}
 	return err
 }
 
-// fetchFrom fetches one blob from src, resuming a partial file, verifying
-// size and hash before the blob appears in the store.
-func (s *Syncer) fetchFrom(ctx context.Context, f File, src source, rev Revision) error {
+// finish puts a verified download into the store.
+func (s *Syncer) finish(f File, d *download) error {
+	startWriteback(d.f)
+	if err := d.f.Chmod(blobMode); err != nil {
+		return fmt.Errorf("depsync: %w", err)
+	}
+	if err := d.f.Close(); err != nil {
+		return fmt.Errorf("depsync: %w", err)
+	}
+	if d.inTree {
+		// The tree file is the blob: one more name for it, in the store.
+		if err := os.Link(d.name, s.st.blobPath(f.SHA256)); err != nil && !errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("depsync: %w", err)
+		}
+		return nil
+	}
+	if err := os.Rename(d.name, s.st.blobPath(f.SHA256)); err != nil {
+		return fmt.Errorf("depsync: %w", err)
+	}
+	return nil
+}
+
+// fetchFrom receives the rest of blob f from src into d, through one
+// pooled buffer that is written out (and hashed) when full and at the end:
+// a blob that fits it is written with one system call.
+func (s *Syncer) fetchFrom(ctx context.Context, f File, d *download, src source, rev Revision) error {
+	if d.have == f.Size {
+		return nil
+	}
 	cl, err := s.client(src.ep)
 	if err != nil {
 		return err
 	}
-	pf, err := os.OpenFile(s.st.partialPath(f.SHA256), os.O_RDWR|os.O_CREATE, 0o600)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := cl.Blob(ctx, &depsyncpb.BlobRequest{Sha256: f.SHA256[:], Offset: uint64(d.have), Epoch: rev.Epoch, Seq: rev.Seq}, grpc.ForceCodecV2(chunkCodec{}))
 	if err != nil {
-		return fmt.Errorf("depsync: %w", err)
+		return err
 	}
-	defer pf.Close()
-	h := sha256.New()
-	have, err := io.Copy(h, pf) // leaves the offset at the end
-	if err != nil {
-		return fmt.Errorf("depsync: %w", err)
-	}
-	if have > f.Size {
-		if err := pf.Truncate(0); err != nil {
-			return err
+	bp := ioBuffers.Get().(*[]byte)
+	sink := chunkSink{buf: (*bp)[:0]}
+	var got int64
+	defer func() {
+		if cap(sink.buf) == ioBuffer {
+			*bp = sink.buf[:ioBuffer]
 		}
-		if _, err := pf.Seek(0, io.SeekStart); err != nil {
-			return err
+		ioBuffers.Put(bp)
+		s.countReceived(src, got)
+	}()
+	// flush writes what the buffer holds; the bytes count as received
+	// once they are in the file.
+	flush := func() error {
+		if len(sink.buf) == 0 {
+			return nil
 		}
-		h.Reset()
-		have = 0
+		if _, err := d.f.Write(sink.buf); err != nil {
+			return fmt.Errorf("depsync: %w", err)
+		}
+		d.h.Write(sink.buf)
+		d.have += int64(len(sink.buf))
+		got += int64(len(sink.buf))
+		sink.buf = sink.buf[:0]
+		return nil
 	}
-	if have < f.Size {
-		ctx, cancel := context.WithCancel(ctx)
-		defer cancel()
-		stream, err := cl.Blob(ctx, &depsyncpb.BlobRequest{Sha256: f.SHA256[:], Offset: uint64(have), Epoch: rev.Epoch, Seq: rev.Seq})
+	for {
+		before := len(sink.buf)
+		err := stream.RecvMsg(&sink)
+		if err == io.EOF {
+			break
+		}
 		if err != nil {
+			if ferr := flush(); ferr != nil {
+				return ferr
+			}
 			return err
 		}
-		var got int64
-		defer func() { s.countReceived(src, got) }()
-		for {
-			c, err := stream.Recv()
-			if err == io.EOF {
-				break
-			}
-			if err != nil {
+		if d.have+int64(len(sink.buf)) > f.Size {
+			sink.buf = sink.buf[:before]
+			flush()
+			return fmt.Errorf("%w: %q from %s is longer than its %d bytes", ErrHashMismatch, f.Path, src.name, f.Size)
+		}
+		if len(sink.buf) > cap(sink.buf)-maxMessage {
+			if err := flush(); err != nil {
 				return err
 			}
-			if have+int64(len(c.GetData())) > f.Size {
-				return fmt.Errorf("%w: %q from %s is longer than its %d bytes", ErrHashMismatch, f.Path, src.name, f.Size)
-			}
-			if _, err := pf.Write(c.GetData()); err != nil {
-				return fmt.Errorf("depsync: %w", err)
-			}
-			h.Write(c.GetData())
-			have += int64(len(c.GetData()))
-			got += int64(len(c.GetData()))
-		}
-		if have != f.Size {
-			// A short stream (the peer went away) keeps what came: the next
-			// source resumes from here.
-			return fmt.Errorf("depsync: %q from %s: short blob, %d of %d bytes", f.Path, src.name, have, f.Size)
 		}
 	}
-	if [32]byte(h.Sum(nil)) != f.SHA256 {
-		return fmt.Errorf("%w: %q from %s", ErrHashMismatch, f.Path, src.name)
+	if err := flush(); err != nil {
+		return err
 	}
-	if err := pf.Chmod(blobMode); err != nil {
-		return fmt.Errorf("depsync: %w", err)
-	}
-	if err := pf.Close(); err != nil {
-		return fmt.Errorf("depsync: %w", err)
-	}
-	if err := os.Rename(s.st.partialPath(f.SHA256), s.st.blobPath(f.SHA256)); err != nil {
-		return fmt.Errorf("depsync: %w", err)
-	}
-	s.blobDone(f.SHA256)
-	if s.opts.testAfterBlob != nil {
-		s.opts.testAfterBlob(ctx)
+	if d.have != f.Size {
+		// A short stream (the peer went away) keeps what came: the next
+		// source resumes from here.
+		return fmt.Errorf("depsync: %q from %s: short blob, %d of %d bytes", f.Path, src.name, d.have, f.Size)
 	}
 	return nil
 }

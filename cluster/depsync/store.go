@@ -20,18 +20,20 @@ import (
 
 // store is the on-disk state of one node, under its root directory:
 //
-//	blobs/<sha256 hex>       content-addressed blobs, written to partial/ or
-//	                         tmp/ first and renamed once their hash is verified
-//	partial/<sha256 hex>     a blob being received; a restart resumes it
+//	blobs/<sha256 hex>       content-addressed blobs, which appear complete:
+//	                         linked from a verified tree file, or renamed
+//	                         from partial/ or a publish's directory in tmp/
+//	partial/<sha256 hex>     a blob whose transfer stopped; the next attempt
+//	                         resumes it
 //	manifests/<id>.pb        the manifests of the kept revisions
 //	failed/<id>              revisions whose deploy hook failed
-//	revisions/<id>/          the tree of a revision, built from the blobs
+//	revisions/<id>/          the tree of a revision (see build)
 //	current -> revisions/<id>  the deployment folder, switched by rename
-//	tmp/                     trees being built; emptied on open
+//	tmp/                     trees being built, publishes; emptied on open
 //
 // The store is not safe for concurrent writes: the Syncer serializes them.
 // Reads of blobs (serving peers) may run concurrently with writes because
-// every file appears by rename, complete.
+// every blob appears under its name complete.
 type store struct {
 	root string
 }
@@ -47,6 +49,7 @@ func openStore(root string) (*store, error) {
 			return nil, fmt.Errorf("depsync: %w", err)
 		}
 	}
+	spreadDirs(filepath.Join(root, "tmp"))
 	// Trees half built by a crashed process are garbage.
 	ents, err := os.ReadDir(filepath.Join(root, "tmp"))
 	if err != nil {
@@ -77,16 +80,42 @@ func (s *store) hasBlob(sum [32]byte) bool {
 	return err == nil && fi.Mode().IsRegular()
 }
 
+// hasFile reports whether the blob of f is in the store with f's size. A
+// blob of another size (cut short by a crash before the revision that
+// brought it was flushed) is removed, to be fetched again.
+func (s *store) hasFile(f File) bool {
+	fi, err := os.Stat(s.blobPath(f.SHA256))
+	if err != nil || !fi.Mode().IsRegular() {
+		return false
+	}
+	if fi.Size() != f.Size {
+		os.Remove(s.blobPath(f.SHA256))
+		return false
+	}
+	return true
+}
+
+// build makes revisions/<id>/ exactly the tree of m, from blobs that must
+// all be present, durably (see build.commit).
+func (s *store) build(m *manifest) (string, error) {
+	b, err := s.newBuild(m)
+	if err != nil {
+		return "", err
+	}
+	defer b.abort()
+	return b.commit()
+}
+
 // tempFile creates a file in tmp/.
 func (s *store) tempFile(prefix string) (*os.File, error) {
 	return os.CreateTemp(filepath.Join(s.root, "tmp"), prefix)
 }
 
-// putBlob copies at most max bytes of r into the blob store and returns
-// its hash, its size and whether the blob is new; too many bytes is
-// ErrTooLarge (named by what).
-func (s *store) putBlob(r io.Reader, max int64, what string) (sum [32]byte, n int64, created bool, err error) {
-	f, err := s.tempFile("blob-")
+// putBlob copies at most max bytes of r into the blob store, through a
+// file made in dir, and returns its hash, its size and whether the blob is
+// new; too many bytes is ErrTooLarge (named by what).
+func (s *store) putBlob(r io.Reader, dir string, max int64, what string) (sum [32]byte, n int64, created bool, err error) {
+	f, err := os.CreateTemp(dir, "blob-")
 	if err != nil {
 		return sum, 0, false, err
 	}
@@ -101,9 +130,25 @@ func (s *store) putBlob(r io.Reader, max int64, what string) (sum [32]byte, n in
 	if max > 0 {
 		lr = io.LimitReader(r, max+1)
 	}
-	n, err = io.Copy(io.MultiWriter(f, h), lr)
-	if err != nil {
-		return sum, n, false, err
+	// One pooled buffer: a file that fits is read, hashed and written in
+	// one go.
+	bp := ioBuffers.Get().(*[]byte)
+	defer ioBuffers.Put(bp)
+	for {
+		k, rerr := io.ReadFull(lr, *bp)
+		if k > 0 {
+			h.Write((*bp)[:k])
+			if _, err = f.Write((*bp)[:k]); err != nil {
+				return sum, n, false, err
+			}
+			n += int64(k)
+		}
+		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
+			break
+		}
+		if rerr != nil {
+			return sum, n, false, rerr
+		}
 	}
 	if max > 0 && n > max {
 		return sum, n, false, fmt.Errorf("%w: %q grew over %d bytes", ErrTooLarge, what, max)
@@ -218,46 +263,6 @@ func (s *store) switchTo(id string) error {
 		return err
 	}
 	return syncDir(s.root)
-}
-
-// build makes revisions/<id>/ exactly the tree of m, from blobs that must
-// all be present: it builds in tmp/ and renames into place, replacing any
-// tree of that name.
-func (s *store) build(m *manifest) (string, error) {
-	tmp := filepath.Join(s.root, "tmp", "tree-"+m.rev.ID()+"-"+randHex())
-	if err := os.Mkdir(tmp, 0o755); err != nil {
-		return "", err
-	}
-	ok := false
-	defer func() {
-		if !ok {
-			removeAll(tmp)
-		}
-	}()
-	for _, f := range m.files {
-		dst := filepath.Join(tmp, filepath.FromSlash(f.Path))
-		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-			return "", err
-		}
-		src := s.blobPath(f.SHA256)
-		if f.Mode == blobMode {
-			if err := os.Link(src, dst); err == nil {
-				continue
-			}
-		}
-		if err := copyFile(src, dst, f.Mode); err != nil {
-			return "", fmt.Errorf("depsync: building %q: %w", f.Path, err)
-		}
-	}
-	final := s.treePath(m.rev.ID())
-	if err := removeAll(final); err != nil {
-		return "", err
-	}
-	if err := os.Rename(tmp, final); err != nil {
-		return "", err
-	}
-	ok = true
-	return final, nil
 }
 
 // verifyTree reports whether revisions/<id>/ holds exactly the files of m

@@ -1,25 +1,16 @@
-// syncer.go holds the Syncer's type, lifecycle, following, publishing and
-// applying in one file for now: its split by job (syncer, follow, apply,
-// publish, service) is on branch depsync, which conflicts with the revision
-// signing here and lands next.
-
 package depsync
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel"
-	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
@@ -66,8 +57,9 @@ type Options struct {
 	MaxFileSize  int64
 	MaxTotalSize int64
 	MaxFiles     int
-	// ChunkSize is the size of the chunks blobs are streamed in. Default
-	// 64 KiB.
+	// ChunkSize is how many bytes of a blob a node reads at once when it
+	// serves it (it sends them in messages of at most 32 KiB). Default and
+	// maximum 1 MiB.
 	ChunkSize int
 	// Parallel is how many blobs a follower fetches at once. Default 4.
 	Parallel int
@@ -125,8 +117,8 @@ func (o *Options) defaults(n *cluster.Node) error {
 	if o.MaxFiles <= 0 {
 		o.MaxFiles = 100_000
 	}
-	if o.ChunkSize <= 0 {
-		o.ChunkSize = 64 << 10
+	if o.ChunkSize <= 0 || o.ChunkSize > ioBuffer {
+		o.ChunkSize = ioBuffer
 	}
 	if o.Parallel <= 0 {
 		o.Parallel = 4
@@ -203,8 +195,6 @@ type Syncer struct {
 	sent     atomic.Int64
 	recvMu   sync.Mutex
 	received map[string]int64
-
-	depsyncpb.UnimplementedDepSyncServer
 }
 
 // New opens the synchronizer's folder (creating it), reconciles the current
@@ -315,7 +305,7 @@ func (s *Syncer) haveBlobs(m *manifest) bool {
 // Register registers the DepSync service on srv. Every node registers it:
 // followers serve the blobs they have to their peers.
 func (s *Syncer) Register(srv grpc.ServiceRegistrar) {
-	depsyncpb.RegisterDepSyncServer(srv, s)
+	depsyncpb.RegisterDepSyncServer(srv, &service{s: s})
 }
 
 // Dir returns the deployment folder: the current symlink, which points to
@@ -361,439 +351,4 @@ func (s *Syncer) Close() error {
 		}
 	})
 	return nil
-}
-
-// poke asks the follow loop for a round, without blocking.
-func (s *Syncer) poke() {
-	select {
-	case s.kick <- struct{}{}:
-	default:
-	}
-}
-
-// follow runs sync rounds on announcements, view changes of the active
-// manager, peers' hints and a timer.
-func (s *Syncer) follow() {
-	defer s.wg.Done()
-	views := s.n.Watch(s.ctx)
-	t := time.NewTicker(s.opts.PollInterval)
-	defer t.Stop()
-	var active string
-	var lastErr string
-	for {
-		select {
-		case <-s.ctx.Done():
-			if views != nil {
-				for range views {
-				}
-			}
-			return
-		case v, ok := <-views:
-			if !ok {
-				views = nil
-				continue
-			}
-			m, _ := v.Active(s.opts.ManagerSubDomain)
-			key := fmt.Sprint(m.Name, m.Claim)
-			if key == active {
-				continue
-			}
-			active = key
-		case <-t.C:
-		case <-s.kick:
-		}
-		if s.n.Writable() {
-			continue
-		}
-		_, err := s.Sync(s.ctx)
-		msg := ""
-		if err != nil {
-			msg = err.Error()
-		}
-		if msg != lastErr && err != nil && s.ctx.Err() == nil {
-			s.log.Warn("sync failed", "err", err)
-		}
-		lastErr = msg
-	}
-}
-
-// Sync brings the node to the active manager's latest revision now and
-// returns the node's current revision. The follow loop calls it on its own;
-// call it to wait for a first sync at start-up, for example. On the active
-// manager it does nothing. Errors: ErrNoManager, ErrFenced for an older
-// revision, ErrRevisionFailed for one whose hook failed before, the
-// manifest and blob errors (nothing changed on disk then but verified
-// blobs in the cache), and ErrDeploy after a rollback.
-func (s *Syncer) Sync(ctx context.Context) (Revision, error) {
-	s.op.Lock()
-	defer s.op.Unlock()
-	if s.ctx.Err() != nil {
-		return s.Current(), ErrClosed
-	}
-	if s.n.Writable() {
-		return s.Current(), nil
-	}
-	mgr, ok := s.n.Active(s.opts.ManagerSubDomain)
-	if !ok {
-		return s.Current(), ErrNoManager
-	}
-	if mgr.Name == s.n.Name() {
-		return s.Current(), nil
-	}
-	ep, ok := mgr.Endpoint(s.opts.Endpoint)
-	if !ok {
-		return s.Current(), fmt.Errorf("%w: %s has no %q endpoint", ErrNoManager, mgr.Name, s.opts.Endpoint)
-	}
-	start := time.Now()
-	ctx, span := s.tr.Start(ctx, "depsync.Sync", trace.WithAttributes(attribute.String("depsync.manager", mgr.Name)))
-	defer span.End()
-	rev, err := s.sync(ctx, mgr.Name, ep)
-	if err != nil {
-		span.RecordError(err)
-		span.SetStatus(codes.Error, err.Error())
-		return s.Current(), err
-	}
-	if !rev.IsZero() {
-		span.SetAttributes(attribute.String("depsync.revision", rev.ID()))
-		s.inst.deployed(ctx, time.Since(start), rev)
-	}
-	return s.Current(), nil
-}
-
-// sync is one round against the manager at ep; it returns the revision it
-// applied, zero if none.
-func (s *Syncer) sync(ctx context.Context, mgrName, ep string) (Revision, error) {
-	cl, err := s.client(ep)
-	if err != nil {
-		return Revision{}, err
-	}
-	info, err := cl.Latest(ctx, &depsyncpb.LatestRequest{})
-	if err != nil {
-		return Revision{}, fmt.Errorf("depsync: Latest from %s: %w", mgrName, err)
-	}
-	rev, err := revOf(info)
-	if err != nil || rev.IsZero() {
-		return Revision{}, err
-	}
-	s.mu.Lock()
-	cur, failed, dirty := s.cur, s.failed[rev.ID()], s.dirty
-	s.mu.Unlock()
-	switch {
-	case rev.sameSlot(cur) && rev.Root == cur.Root && !dirty:
-		return Revision{}, nil
-	case rev.sameSlot(cur) && rev.Root != cur.Root:
-		return Revision{}, fmt.Errorf("%w: %s from %s conflicts with the current %s", ErrFenced, rev, mgrName, cur)
-	case rev.Before(cur):
-		return Revision{}, fmt.Errorf("%w: %s from %s is older than the current %s", ErrFenced, rev.ID(), mgrName, cur.ID())
-	case failed:
-		return Revision{}, fmt.Errorf("%w: %s", ErrRevisionFailed, rev.ID())
-	}
-	pm, err := cl.Manifest(ctx, &depsyncpb.ManifestRequest{Epoch: rev.Epoch, Seq: rev.Seq}, grpc.MaxCallRecvMsgSize(manifestMaxBytes(s.lim)))
-	if err != nil {
-		return Revision{}, fmt.Errorf("depsync: Manifest %s from %s: %w", rev.ID(), mgrName, err)
-	}
-	if pm.GetEpoch() != rev.Epoch || pm.GetSeq() != rev.Seq {
-		return Revision{}, fmt.Errorf("%w: asked %s for manifest %s, got %d-%d", ErrBadHash, mgrName, rev.ID(), pm.GetEpoch(), pm.GetSeq())
-	}
-	m, err := fromProto(pm, s.lim)
-	if err != nil {
-		return Revision{}, err
-	}
-	if m.rev.Root != rev.Root {
-		return Revision{}, fmt.Errorf("%w: manifest %s from %s does not match its announced root", ErrBadHash, rev.ID(), mgrName)
-	}
-	if err := s.checkSigned(m, mgrName); err != nil {
-		return Revision{}, err
-	}
-	if err := s.fetch(ctx, m, mgrName, ep); err != nil {
-		return Revision{}, err
-	}
-	if err := s.apply(ctx, m, true); err != nil {
-		return Revision{}, err
-	}
-	return m.rev, nil
-}
-
-// manifestMaxBytes bounds the size of a manifest message by the limits.
-func manifestMaxBytes(l limits) int {
-	n := l.maxFiles*(4096+64) + 1024
-	if n < 4<<20 {
-		n = 4 << 20
-	}
-	return n
-}
-
-// apply installs m, whose blobs are all present: tree, switch, hook,
-// rollback on failure, gc. Caller holds s.op.
-func (s *Syncer) apply(ctx context.Context, m *manifest, hook bool) error {
-	id := m.rev.ID()
-	if err := s.st.saveManifest(m); err != nil {
-		return fmt.Errorf("depsync: saving manifest %s: %w", id, err)
-	}
-	dir, err := s.st.build(m)
-	if err != nil {
-		return fmt.Errorf("depsync: building %s: %w", id, err)
-	}
-	s.mu.Lock()
-	prev := s.cur
-	s.manifests[id] = m
-	s.mu.Unlock()
-	if err := s.st.switchTo(id); err != nil {
-		return fmt.Errorf("depsync: switching to %s: %w", id, err)
-	}
-	s.mu.Lock()
-	s.cur, s.dirty = m.rev, false
-	s.mu.Unlock()
-	if hook && s.opts.Deploy != nil {
-		if herr := s.deploy(ctx, m.rev, dir); herr != nil {
-			return s.rollback(ctx, m.rev, prev, herr)
-		}
-	}
-	s.log.Info("switched", "revision", m.rev.String(), "files", m.rev.Files, "bytes", m.rev.Size)
-	s.report(ctx, m.rev)
-	s.gc()
-	return nil
-}
-
-func (s *Syncer) deploy(ctx context.Context, rev Revision, dir string) (err error) {
-	ctx, span := s.tr.Start(ctx, "depsync.Deploy", trace.WithAttributes(attribute.String("depsync.revision", rev.ID())))
-	defer span.End()
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("deploy hook panicked: %v", r)
-		}
-		if err != nil {
-			span.RecordError(err)
-			span.SetStatus(codes.Error, err.Error())
-		}
-	}()
-	return s.opts.Deploy(ctx, rev, dir)
-}
-
-// rollback switches back to prev after the hook failed on bad, marks bad
-// failed and calls the hook for prev again.
-func (s *Syncer) rollback(ctx context.Context, bad, prev Revision, herr error) error {
-	s.log.Error("deploy hook failed; rolling back", "revision", bad.ID(), "to", prev.ID(), "err", herr)
-	if err := s.st.markFailed(bad.ID()); err != nil {
-		s.log.Error("marking revision failed", "revision", bad.ID(), "err", err)
-	}
-	prevID := ""
-	if !prev.IsZero() {
-		prevID = prev.ID()
-	}
-	if err := s.st.switchTo(prevID); err != nil {
-		return fmt.Errorf("%w: %s: %v (and switching back to %s: %v)", ErrDeploy, bad.ID(), herr, prevID, err)
-	}
-	s.mu.Lock()
-	s.cur = prev
-	s.failed[bad.ID()] = true
-	delete(s.manifests, bad.ID())
-	s.mu.Unlock()
-	s.st.removeTree(bad.ID())
-	s.st.removeManifest(bad.ID())
-	if prevID != "" && s.opts.Deploy != nil {
-		if err := s.deploy(ctx, prev, s.st.treePath(prevID)); err != nil {
-			s.log.Error("deploy hook failed on the previous revision too", "revision", prevID, "err", err)
-		}
-	}
-	s.report(ctx, prev)
-	return fmt.Errorf("%w: %s: %w", ErrDeploy, bad.ID(), herr)
-}
-
-// gc keeps the newest Keep revisions (current included), their blobs, and
-// the failed marks newer than current. Caller holds s.op.
-func (s *Syncer) gc() {
-	s.mu.Lock()
-	cur := s.cur
-	ids := make([]string, 0, len(s.manifests))
-	for id, m := range s.manifests {
-		if !cur.Before(m.rev) { // never drop a revision newer than current
-			ids = append(ids, id)
-		}
-	}
-	sortIDs(ids)
-	drop := map[string]bool{}
-	if len(ids) > s.opts.Keep {
-		for _, id := range ids[s.opts.Keep:] {
-			if id != cur.ID() {
-				drop[id] = true
-				delete(s.manifests, id)
-			}
-		}
-	}
-	keepBlobs := map[[32]byte]bool{}
-	for _, m := range s.manifests {
-		for _, f := range m.files {
-			keepBlobs[f.SHA256] = true
-		}
-	}
-	for id := range s.failed {
-		e, q, _ := parseID(id)
-		if !cur.Before(Revision{Epoch: e, Seq: q}) {
-			delete(s.failed, id)
-			s.st.unmarkFailed(id)
-		}
-	}
-	kept := make(map[string]bool, len(s.manifests))
-	for id := range s.manifests {
-		kept[id] = true
-	}
-	s.mu.Unlock()
-	for id := range drop {
-		s.st.removeManifest(id)
-	}
-	for _, id := range s.st.trees() {
-		if !kept[id] {
-			s.st.removeTree(id)
-		}
-	}
-	s.st.gcBlobs(keepBlobs)
-}
-
-// Publish snapshots folder as a new revision and announces it. Only the
-// active manager publishes: on any other node, or if the node stops being
-// active meanwhile, it returns ErrNotActive. The revision is stamped with
-// the node's election epoch and the next sequence number; an epoch older
-// than the newest revision's is ErrFenced. folder's files are copied into
-// the blob store while they are hashed, so later edits of folder do not
-// affect the revision. Symlinks and special files are refused
-// (ErrNotRegular), as are revisions over the limits (ErrTooLarge); empty
-// directories are not part of a revision. The deploy hook is not called on
-// the manager.
-func (s *Syncer) Publish(ctx context.Context, folder string) (Revision, error) {
-	if !s.n.Writable() {
-		return Revision{}, ErrNotActive
-	}
-	epoch := s.n.Epoch()
-	s.op.Lock()
-	defer s.op.Unlock()
-	if s.ctx.Err() != nil {
-		return Revision{}, ErrClosed
-	}
-	ctx, span := s.tr.Start(ctx, "depsync.Publish")
-	defer span.End()
-	rev, err := s.publish(ctx, folder, epoch)
-	if err != nil {
-		span.RecordError(err)
-		span.SetStatus(codes.Error, err.Error())
-		return Revision{}, err
-	}
-	span.SetAttributes(attribute.String("depsync.revision", rev.ID()), attribute.Int("depsync.files", rev.Files), attribute.Int64("depsync.bytes", rev.Size))
-	// Followers do not trust the message: it only makes them ask the
-	// active manager for its latest revision now.
-	if err := s.n.Broadcast(ctx, MessageName, []byte(rev.ID())); err != nil {
-		s.log.Warn("announcing revision", "revision", rev.ID(), "err", err)
-	}
-	return rev, nil
-}
-
-func (s *Syncer) publish(ctx context.Context, folder string, epoch uint64) (Revision, error) {
-	last := s.newest()
-	if epoch < last.Epoch {
-		return Revision{}, fmt.Errorf("%w: epoch %d is older than revision %s", ErrFenced, epoch, last.ID())
-	}
-	var files []File
-	var total int64
-	var created [][32]byte
-	ok := false
-	defer func() {
-		// A refused publish leaves the store as it found it.
-		if !ok {
-			for _, sum := range created {
-				os.Remove(s.st.blobPath(sum))
-			}
-		}
-	}()
-	folder, err := filepath.EvalSymlinks(folder)
-	if err != nil {
-		return Revision{}, fmt.Errorf("depsync: publish: %w", err)
-	}
-	err = filepath.WalkDir(folder, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(folder, p)
-		if err != nil {
-			return err
-		}
-		rel = filepath.ToSlash(rel)
-		if d.IsDir() {
-			return nil
-		}
-		if !d.Type().IsRegular() {
-			return fmt.Errorf("%w: %q is a %v", ErrNotRegular, rel, d.Type())
-		}
-		if len(files) >= s.lim.maxFiles {
-			return fmt.Errorf("%w: more than %d files", ErrTooLarge, s.lim.maxFiles)
-		}
-		fi, err := d.Info()
-		if err != nil {
-			return err
-		}
-		f, err := os.Open(p)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		sum, size, isNew, err := s.st.putBlob(f, s.lim.maxFile, rel)
-		if isNew {
-			created = append(created, sum)
-		}
-		if err != nil {
-			if errors.Is(err, ErrTooLarge) {
-				return fmt.Errorf("%w: %q is over %d bytes", ErrTooLarge, rel, s.lim.maxFile)
-			}
-			return fmt.Errorf("depsync: snapshot of %q: %w", rel, err)
-		}
-		total += size
-		if total > s.lim.maxTotal {
-			return fmt.Errorf("%w: total over %d bytes at %q", ErrTooLarge, s.lim.maxTotal, rel)
-		}
-		files = append(files, File{Path: rel, Mode: fi.Mode().Perm(), Size: size, SHA256: sum})
-		return nil
-	})
-	if err != nil {
-		return Revision{}, err
-	}
-	sorted, err := validate(files, s.lim)
-	if err != nil {
-		return Revision{}, err
-	}
-	m := &manifest{files: sorted, rev: Revision{Epoch: epoch, Seq: last.Seq + 1, Root: rootHash(sorted), Files: len(sorted), Size: total}}
-	if err := s.sign(m); err != nil {
-		return Revision{}, err
-	}
-	// The snapshot took time: publish only if still active in this epoch.
-	if !s.n.Writable() || s.n.Epoch() != epoch {
-		return Revision{}, fmt.Errorf("%w: lost the active role during the snapshot", ErrNotActive)
-	}
-	if err := s.apply(ctx, m, false); err != nil {
-		return Revision{}, err
-	}
-	ok = true
-	s.log.Info("published", "revision", m.rev.String(), "files", m.rev.Files, "bytes", m.rev.Size)
-	return m.rev, nil
-}
-
-// newest is the newest revision this node knows: current, or a newer
-// kept one (a failed one included, so that sequence numbers never repeat).
-func (s *Syncer) newest() Revision {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n := s.cur
-	for _, m := range s.manifests {
-		if n.Before(m.rev) {
-			n = m.rev
-		}
-	}
-	for id := range s.failed {
-		e, q, _ := parseID(id)
-		if r := (Revision{Epoch: e, Seq: q}); n.Before(r) {
-			n = r
-		}
-	}
-	return n
 }

@@ -17,13 +17,20 @@ import (
 	"github.com/carbonkit/carbon/internal/depsyncpb"
 )
 
-// The DepSync service. Its errors: NotFound for a revision or a blob the
+// service serves the DepSync gRPC service of a Syncer. It is a type of its
+// own so that the handlers, whose types live in an internal package, are not
+// part of the Syncer's API. Its errors: NotFound for a revision or a blob the
 // node does not have, InvalidArgument for a malformed request, Unavailable
 // after Close.
+type service struct {
+	depsyncpb.UnimplementedDepSyncServer
+	s *Syncer
+}
 
 // Latest returns the node's current revision (on the active manager, the
 // newest it published); an empty RevisionInfo if it has none.
-func (s *Syncer) Latest(ctx context.Context, _ *depsyncpb.LatestRequest) (*depsyncpb.RevisionInfo, error) {
+func (sv *service) Latest(ctx context.Context, _ *depsyncpb.LatestRequest) (*depsyncpb.RevisionInfo, error) {
+	s := sv.s
 	if s.ctx.Err() != nil {
 		return nil, status.Error(codes.Unavailable, ErrClosed.Error())
 	}
@@ -31,7 +38,8 @@ func (s *Syncer) Latest(ctx context.Context, _ *depsyncpb.LatestRequest) (*depsy
 }
 
 // Manifest returns the manifest of a revision the node keeps.
-func (s *Syncer) Manifest(ctx context.Context, req *depsyncpb.ManifestRequest) (*depsyncpb.RevisionManifest, error) {
+func (sv *service) Manifest(ctx context.Context, req *depsyncpb.ManifestRequest) (*depsyncpb.RevisionManifest, error) {
+	s := sv.s
 	if s.ctx.Err() != nil {
 		return nil, status.Error(codes.Unavailable, ErrClosed.Error())
 	}
@@ -45,12 +53,14 @@ func (s *Syncer) Manifest(ctx context.Context, req *depsyncpb.ManifestRequest) (
 	return m.toProto(), nil
 }
 
-// Blob streams a blob from req.Offset in chunks of Options.ChunkSize. A
-// follower that lacks the blob but is behind the revision the caller
-// fetches starts a sync round and waits up to Options.PeerWait for the blob:
-// that is what lets followers form a distribution tree instead of all
-// fetching from the manager.
-func (s *Syncer) Blob(req *depsyncpb.BlobRequest, stream depsyncpb.DepSync_BlobServer) error {
+// Blob streams a blob from req.Offset. It reads Options.ChunkSize bytes at
+// a time into a pooled buffer and sends them in messages of at most
+// maxMessage bytes (see wire.go). A follower that lacks the blob but is
+// behind the revision the caller fetches starts a sync round and waits up
+// to Options.PeerWait for the blob: that is what lets followers form a
+// distribution tree instead of all fetching from the manager.
+func (sv *service) Blob(req *depsyncpb.BlobRequest, stream depsyncpb.DepSync_BlobServer) error {
+	s := sv.s
 	if s.ctx.Err() != nil {
 		return status.Error(codes.Unavailable, ErrClosed.Error())
 	}
@@ -58,10 +68,10 @@ func (s *Syncer) Blob(req *depsyncpb.BlobRequest, stream depsyncpb.DepSync_BlobS
 		return status.Errorf(codes.InvalidArgument, "depsync: blob hash of %d bytes, want %d", len(req.GetSha256()), sha256.Size)
 	}
 	sum := [32]byte(req.GetSha256())
-	if !s.st.hasBlob(sum) && !s.waitBlob(stream.Context(), sum, Revision{Epoch: req.GetEpoch(), Seq: req.GetSeq()}) {
-		return status.Errorf(codes.NotFound, "depsync: no blob %x here", sum[:8])
-	}
 	f, err := os.Open(s.st.blobPath(sum))
+	if errors.Is(err, fs.ErrNotExist) && s.waitBlob(stream.Context(), sum, Revision{Epoch: req.GetEpoch(), Seq: req.GetSeq()}) {
+		f, err = os.Open(s.st.blobPath(sum))
+	}
 	if errors.Is(err, fs.ErrNotExist) {
 		return status.Errorf(codes.NotFound, "depsync: no blob %x here", sum[:8])
 	}
@@ -69,10 +79,14 @@ func (s *Syncer) Blob(req *depsyncpb.BlobRequest, stream depsyncpb.DepSync_BlobS
 		return status.Errorf(codes.Internal, "depsync: %v", err)
 	}
 	defer f.Close()
-	if _, err := f.Seek(int64(req.GetOffset()), io.SeekStart); err != nil {
-		return status.Errorf(codes.InvalidArgument, "depsync: offset %d: %v", req.GetOffset(), err)
+	if off := req.GetOffset(); off > 0 {
+		if _, err := f.Seek(int64(off), io.SeekStart); err != nil {
+			return status.Errorf(codes.InvalidArgument, "depsync: offset %d: %v", off, err)
+		}
 	}
-	buf := make([]byte, s.opts.ChunkSize)
+	bp := ioBuffers.Get().(*[]byte)
+	defer ioBuffers.Put(bp)
+	buf := (*bp)[:min(s.opts.ChunkSize, len(*bp))]
 	chunk := &depsyncpb.Chunk{}
 	var sent int64
 	defer func() {
@@ -81,14 +95,16 @@ func (s *Syncer) Blob(req *depsyncpb.BlobRequest, stream depsyncpb.DepSync_BlobS
 	}()
 	for {
 		n, err := io.ReadFull(f, buf)
-		if n > 0 {
+		for off := 0; off < n; {
 			// SendMsg encodes the message before it returns, so buf is
 			// reused safely.
-			chunk.Data = buf[:n]
+			k := min(n-off, maxMessage)
+			chunk.Data = buf[off : off+k]
 			if err := stream.Send(chunk); err != nil {
 				return err
 			}
-			sent += int64(n)
+			off += k
+			sent += int64(k)
 		}
 		if err == io.EOF || err == io.ErrUnexpectedEOF {
 			return nil
