@@ -55,7 +55,10 @@ type Profile int
 
 const (
 	// ProfileLAN is serf's default LAN timing (failure detection in a few
-	// seconds). The default.
+	// seconds). The default. Write lease 4 s (SuspicionMult 4 × probe
+	// interval 1 s); no peer declares the active failed, so no stand-by
+	// claims, sooner than 4.5 s (probe timeout 500 ms + 4 s) after it last
+	// answered.
 	ProfileLAN Profile = iota
 	// ProfileLocal is a fast profile for one host or a fast local network
 	// and for tests: on loopback with 10 nodes a crashed node is marked
@@ -65,9 +68,15 @@ const (
 	// gossip, and the cluster may not converge, so use ProfileLAN there
 	// (clustertest's BenchmarkScale measures both). The same clusters
 	// converge on the in-memory network inside a synctest bubble, where
-	// probes do not time out for want of CPU.
+	// probes do not time out for want of CPU. Write lease 400 ms
+	// (SuspicionMult 2 × probe interval 200 ms); no stand-by claims sooner
+	// than 550 ms (probe timeout 150 ms + 400 ms) after the active last
+	// answered.
 	ProfileLocal
 	// ProfileWAN is memberlist's WAN timing, for members across data centres.
+	// Write lease 30 s (SuspicionMult 6 × probe interval 5 s); no stand-by
+	// claims sooner than 33 s (probe timeout 3 s + 30 s) after the active
+	// last answered.
 	ProfileWAN
 )
 

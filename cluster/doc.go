@@ -84,7 +84,9 @@
 //     of managers, a side that sees fewer than a majority has no active
 //     manager and is read-only. For two managers that is the trade-off in
 //     plain words: without quorum, a partition may give two writers for
-//     its duration (and epochs tell their writes apart); with quorum 2,
+//     its duration, until the healed sides' views have merged (epochs tell
+//     their writes apart, and the writes the lower epoch acknowledged are
+//     refused by the others: they are lost); with quorum 2,
 //     losing either manager, or the link between them, makes the
 //     sub-domain read-only until both are back.
 //

@@ -19,10 +19,13 @@ func New(l *slog.Logger, comp string) *log.Logger {
 	if !l.Enabled(context.Background(), slog.LevelError) {
 		return log.New(io.Discard, "", 0)
 	}
-	return log.New(&writer{l: l.With("component", comp)}, "", 0)
+	return log.New(&writer{l: l.With("component", comp), lim: newLimiter()}, "", 0)
 }
 
-type writer struct{ l *slog.Logger }
+type writer struct {
+	l   *slog.Logger
+	lim *limiter // bounds warnings and errors, see limit.go
+}
 
 var levels = []struct {
 	tag   []byte
@@ -49,8 +52,19 @@ func (w *writer) Write(p []byte) (int, error) {
 		}
 	}
 	ctx := context.Background()
-	if w.l.Enabled(ctx, level) {
-		w.l.Log(ctx, level, string(line))
+	if !w.l.Enabled(ctx, level) {
+		return n, nil
 	}
+	if level < slog.LevelWarn {
+		w.l.Log(ctx, level, string(line))
+		return n, nil
+	}
+	if ok, dropped := w.lim.allow(line); !ok {
+		return n, nil
+	} else if dropped > 0 {
+		w.l.Log(ctx, level, string(line), "dropped_similar", dropped)
+		return n, nil
+	}
+	w.l.Log(ctx, level, string(line))
 	return n, nil
 }
