@@ -198,7 +198,9 @@ type Config struct {
 	// node serves proofs of its own identity on IdentityAddr. Nil (the
 	// default) means roles are self-asserted: anyone holding the gossip key
 	// can become the writer, and Join warns so. Production domains set it.
-	// Domain, SubDomain and Role must match the certificate, NodeName
+	// Domain, SubDomain and Role must match the certificate (an observer's
+	// certificate names the observer role, or manager for an observer with
+	// Role manager, which may then drain and remove members), NodeName
 	// defaults to the certificate's name and must match it when set. A
 	// Source loaded from files is reloaded twice a second: rotate the CA by
 	// adding the new CA to every node's CA file first, then replace the

@@ -18,11 +18,13 @@ import (
 // manager of its domain: a member whose role is manager, an observer with
 // Role manager included (an operator's tool). Without a trust root that
 // role is what the sender's tags say, as roles are then for the election
-// too. With a trust root (Config.Trust) every request is refused for now:
-// the sender's name in a serf query is not authenticated, so honouring a
-// verified manager's name would let anyone with the gossip key use it;
-// requests signed with the sender's proven key, as active claims are, will
-// lift that.
+// too. With a trust root (Config.Trust) the sender's name in a serf query
+// is not authenticated, so the request is signed with the sender's key
+// (trust.SignControl) and honoured only when the sender is a verified
+// member whose certificate names the manager role, the signature checks
+// against that certificate, it was signed within controlWindow of the
+// target's clock, and its nonce is new (every member sees a query's
+// payload, so anyone with the gossip key could replay it).
 
 // ErrNotManager is returned by DrainMember and LeaveMember when the member
 // refused because this node is not a manager.
@@ -46,6 +48,11 @@ const (
 	controlUnknown  byte = 'u' // the sender is not in the target's view yet
 	controlBad      byte = 'b'
 )
+
+// controlWindow is how far a signed request's time may be from the
+// target's clock: the hosts' clock skew plus the query's delivery.
+// Nonces are remembered as long, so a replay is refused either way.
+const controlWindow = 2 * time.Minute
 
 // controlTimeout bounds a drain or leave the member runs on request: the
 // time Drain waits for every member to see it draining, and a hand-over.
@@ -81,11 +88,14 @@ func (n *Node) control(ctx context.Context, op byte, name string) error {
 	if n.cfg.Profile != ProfileLocal {
 		qt = 2 * time.Second
 	}
-	payload := append([]byte{op}, name...)
 	last := fmt.Errorf("%w: %q did not answer", ErrNoMember, name)
 	for {
 		if m, ok := n.View().Member(name); !ok || m.Status != StatusAlive {
 			return fmt.Errorf("%w: %q is not an alive member of domain %q as this node sees it", ErrNoMember, name, n.cfg.Domain)
+		}
+		payload, err := n.controlPayload(op, verb, name)
+		if err != nil {
+			return fmt.Errorf("cluster: %s %q: %w", verb, name, err)
 		}
 		n.serfMu.Lock()
 		resp, err := n.serf.Query(queryControl, payload, &serf.QueryParam{FilterNodes: []string{name}, Timeout: qt})
@@ -132,11 +142,12 @@ func (n *Node) answerControl(q *serf.Query) {
 			n.log.Debug("cannot answer query", "query", q.Name, "err", err)
 		}
 	}
-	if len(q.Payload) < 1 || string(q.Payload[1:]) != n.cfg.NodeName {
+	req, ok := parseControl(q.Payload)
+	if !ok || req.to != n.cfg.NodeName {
 		respond(controlBad, "malformed control request")
 		return
 	}
-	op, from := q.Payload[0], q.SourceNode()
+	op, from := req.op, q.SourceNode()
 	verb := map[byte]string{controlDrain: "drain", controlLeave: "leave"}[op]
 	if verb == "" {
 		respond(controlBad, "unknown control operation %q", op)
@@ -148,12 +159,11 @@ func (n *Node) answerControl(q *serf.Query) {
 		return
 	}
 	if n.ver != nil {
-		// With a trust root a role must be proven, and the query's sender
-		// name is only what the query says: until requests are signed by
-		// the sender's proven key (as claims are), none is honoured.
-		n.log.Warn("refused a control request: with a trust root, requests must be signed, which they are not yet", "op", verb, "from", from)
-		respond(controlRefused, "%s refuses to %s at the request of %s: domain %q has a trust root, and unsigned requests are not honoured", n.cfg.NodeName, verb, from, n.cfg.Domain)
-		return
+		if err := n.ver.checkControl(m, verb, req); err != nil {
+			n.log.Warn("refused a control request", "op", verb, "from", from, "err", err)
+			respond(controlRefused, "%s refuses to %s at the request of %s: %v", n.cfg.NodeName, verb, from, err)
+			return
+		}
 	}
 	if m.Role != role.Manager {
 		n.log.Warn("refused a control request from a member that is not a manager", "op", verb, "from", from, "role", m.Role.String())

@@ -7,7 +7,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/serf/serf"
+
 	"github.com/carbonkit/carbon/role"
+	"github.com/carbonkit/carbon/trust"
 )
 
 // TestControlHonoursManagersOnly drains and removes members from other
@@ -96,16 +99,33 @@ func TestObserverRoleValidation(t *testing.T) {
 }
 
 // TestControlWithTrustRoot: with a trust root, the status page says each
-// member is verified, and a drain request is refused even from a verified
-// manager, since the request itself is not signed yet.
+// member is verified; a drain request is honoured only when signed by a
+// verified manager certificate (a manager, or an operator's observer with
+// one), and a worker's request, a request without a signature, one whose
+// signature is another member's and a replay are refused.
 func TestControlWithTrustRoot(t *testing.T) {
 	d := newTrusted(t, "ctl.trust")
 	m1 := start(t, d.config("m1", role.Manager))
 	w1 := start(t, d.config("w1", role.Worker, addrOf(m1)))
-	waitFor(t, 10*time.Second, "both verified", func() bool {
-		for _, n := range []*Node{m1, w1} {
-			for _, m := range n.Members() {
-				if m.Trust != TrustVerified || len(n.Members()) != 2 {
+	w2 := start(t, d.config("w2", role.Worker, addrOf(m1)))
+	w3 := start(t, d.config("w3", role.Worker, addrOf(m1)))
+	observer := func(name string, r role.Role, tr string) Config {
+		c := local(d.domain, r)
+		c.Observer, c.Key, c.Seeds = true, trustKey, []string{addrOf(m1)}
+		c.Trust = d.source(trust.Identity{Domain: d.domain, SubDomain: SubDomainManager, Role: tr, Name: name})
+		return c
+	}
+	obs := start(t, observer("obs", "", trust.RoleObserver))
+	op := start(t, observer("op", role.Manager, trust.RoleManager))
+	all := []*Node{m1, w1, w2, w3, obs, op}
+	waitFor(t, 15*time.Second, "all six verified by all", func() bool {
+		for _, n := range all {
+			ms := n.Members()
+			if len(ms) != len(all) {
+				return false
+			}
+			for _, m := range ms {
+				if m.Trust != TrustVerified {
 					return false
 				}
 			}
@@ -119,12 +139,64 @@ func TestControlWithTrustRoot(t *testing.T) {
 			}
 		}
 	}
+	if a, _ := w1.Active(SubDomainManager); a.Name != "m1" {
+		t.Fatalf("active %q, want m1 (an observer with a manager certificate is never elected)", a.Name)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := m1.DrainMember(ctx, "w1"); !errors.Is(err, ErrNotManager) || !strings.Contains(err.Error(), "trust root") {
-		t.Errorf("DrainMember with a trust root: %v, want a refusal naming the trust root", err)
+	for sender, want := range map[*Node]string{w2: "role worker, not manager", obs: "role observer, not manager"} {
+		if err := sender.DrainMember(ctx, "w1"); !errors.Is(err, ErrNotManager) || !strings.Contains(err.Error(), want) {
+			t.Errorf("DrainMember from %s: %v, want a refusal saying %q", sender.Name(), err, want)
+		}
+	}
+	// Requests made by hand: unsigned, signed by m1 but sent by op (a
+	// manager certificate too, so only the signature can refuse it), and
+	// m1's own sent twice.
+	query := func(from *Node, payload []byte) string {
+		t.Helper()
+		from.serfMu.Lock()
+		resp, err := from.serf.Query(queryControl, payload, &serf.QueryParam{FilterNodes: []string{"w1"}, Timeout: 2 * time.Second})
+		from.serfMu.Unlock()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Close()
+		for r := range resp.ResponseCh() {
+			if r.From == "w1" && len(r.Payload) > 0 {
+				return string(r.Payload)
+			}
+		}
+		return "no answer"
+	}
+	signed, err := m1.controlPayload(controlDrain, "drain", "w1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	unsigned := append([]byte{controlDrain, 2}, "w1"...)
+	if got := query(m1, unsigned); !strings.Contains(got, "not signed") {
+		t.Errorf("an unsigned request from the manager: %q, want a refusal saying it is not signed", got)
+	}
+	if got := query(op, signed); !strings.Contains(got, "bad signature") {
+		t.Errorf("m1's signed request sent by op: %q, want a refusal for a bad signature", got)
 	}
 	if st := w1.Self().State; st != Serving {
-		t.Errorf("w1 is %v after a refused drain", st)
+		t.Fatalf("w1 is %v after refused requests, want serving", st)
 	}
+	if got := query(m1, signed); got[0] != controlAccepted {
+		t.Fatalf("m1's signed request: %q, want it accepted", got)
+	}
+	if got := query(m1, signed); !strings.Contains(got, "replay") {
+		t.Errorf("the same request again: %q, want a refusal as a replay", got)
+	}
+	waitFor(t, 10*time.Second, "m1 sees w1 draining", func() bool {
+		m, _ := m1.View().Member("w1")
+		return m.State == Draining
+	})
+	if err := op.DrainMember(ctx, "w3"); err != nil {
+		t.Fatalf("DrainMember from an observer with a manager certificate: %v", err)
+	}
+	waitFor(t, 10*time.Second, "m1 sees w3 draining", func() bool {
+		m, _ := m1.View().Member("w3")
+		return m.State == Draining
+	})
 }

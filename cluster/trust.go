@@ -54,10 +54,12 @@ const (
 	selfCheck     = 500 * time.Millisecond
 )
 
-// identityRole is the role a member's certificate must name.
+// identityRole is the role a member's certificate must name. An observer
+// with Role manager acts for the managers (an operator's tool), so its
+// certificate must say manager.
 func identityRole(m *Member) string {
 	switch {
-	case m.Observer:
+	case m.Observer && m.Role != role.Manager:
 		return trust.RoleObserver
 	case m.Role == role.Manager:
 		return trust.RoleManager
@@ -77,7 +79,7 @@ func (c *Config) checkTrust() error {
 	}
 	want := trust.RoleWorker
 	switch {
-	case c.Observer:
+	case c.Observer && c.Role != role.Manager:
 		want = trust.RoleObserver
 	case c.Role == role.Manager:
 		want = trust.RoleManager
@@ -138,6 +140,7 @@ type verifier struct {
 	verdicts map[string]verdict
 	accepted map[string]uint64 // the last claim epoch accepted from each member
 	retries  map[string]time.Duration
+	nonces   map[[16]byte]time.Time // control requests seen, until they expire
 }
 
 func newVerifier(n *Node, lis net.Listener) *verifier {
@@ -146,6 +149,7 @@ func newVerifier(n *Node, lis net.Listener) *verifier {
 		pending: map[string]proofKey{}, running: map[string]proofKey{},
 		wake: make(chan struct{}, 1), results: make(chan verdict, 64),
 		verdicts: map[string]verdict{}, accepted: map[string]uint64{}, retries: map[string]time.Duration{},
+		nonces: map[[16]byte]time.Time{},
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 )
@@ -20,6 +21,7 @@ import (
 const (
 	purposeClaim    = "carbon-claim-v1"
 	purposeRevision = "carbon-revision-v1"
+	purposeControl  = "carbon-control-v1"
 )
 
 // message is the signed input: the purpose, then each field length-prefixed,
@@ -37,6 +39,38 @@ func message(purpose string, fields ...[]byte) []byte {
 		b = append(b, f...)
 	}
 	return b
+}
+
+// Control is a request from one member to another of its domain (drain,
+// leave), signed by the sender so that the target can tell who asks:
+// a cluster query's sender name is only what the query says. At and Nonce
+// let the target refuse a replay: a request older or newer than its window,
+// or one whose nonce it has seen.
+type Control struct {
+	Domain string    // the domain both are in
+	From   string    // the sender's node name, as its certificate names it
+	To     string    // the target's node name
+	Op     string    // the operation, such as "drain"
+	At     time.Time // when the sender signed it
+	Nonce  []byte    // random, 16 bytes
+}
+
+func controlMessage(c Control) []byte {
+	return message(purposeControl, []byte(c.Domain), []byte(c.From), []byte(c.To), []byte(c.Op), u64(uint64(c.At.UnixNano())), c.Nonce)
+}
+
+// SignControl signs c with the Source's key.
+func SignControl(src *Source, c Control) ([]byte, error) {
+	return sign(src.signer(), controlMessage(c))
+}
+
+// VerifyControl checks a control request's signature against the public
+// key of the sender's verified certificate.
+func VerifyControl(pub crypto.PublicKey, sig []byte, c Control) error {
+	if err := verify(pub, controlMessage(c), sig); err != nil {
+		return fmt.Errorf("trust: %s request from %s to %s in %s: %w", c.Op, c.From, c.To, c.Domain, err)
+	}
+	return nil
 }
 
 func u64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }

@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestClaimSignature(t *testing.T) {
@@ -89,5 +90,36 @@ func TestPurposesAreSeparate(t *testing.T) {
 	rev, _ := SignRevision(m1, r)
 	if err := VerifyClaim(m1.Leaf().PublicKey, rev.Sig, "d.test", "mgt", "m1", 1); err == nil {
 		t.Error("a revision signature verified as a claim signature")
+	}
+}
+
+func TestControlSignature(t *testing.T) {
+	ca := mustCA(t, "d.test")
+	m1 := mustSource(t, ca, mgr("m1"))
+	c := Control{Domain: "d.test", From: "m1", To: "w1", Op: "drain", At: time.Unix(1700000000, 5), Nonce: []byte("0123456789abcdef")}
+	sig, err := SignControl(m1, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := m1.Leaf().PublicKey
+	if err := VerifyControl(pub, sig, c); err != nil {
+		t.Fatal(err)
+	}
+	tamper := func(f func(*Control)) Control { d := c; f(&d); return d }
+	for name, cc := range map[string]Control{
+		"op":     tamper(func(d *Control) { d.Op = "leave" }),
+		"to":     tamper(func(d *Control) { d.To = "w2" }),
+		"from":   tamper(func(d *Control) { d.From = "m2" }),
+		"domain": tamper(func(d *Control) { d.Domain = "e.test" }),
+		"at":     tamper(func(d *Control) { d.At = d.At.Add(time.Nanosecond) }),
+		"nonce":  tamper(func(d *Control) { d.Nonce = []byte("0123456789abcdeX") }),
+	} {
+		if err := VerifyControl(pub, sig, cc); err == nil || !strings.Contains(err.Error(), "bad signature") {
+			t.Errorf("tampered %s: %v", name, err)
+		}
+	}
+	claim, _ := SignClaim(m1, "d.test", "mgt", "m1", 1)
+	if err := VerifyControl(pub, claim, c); err == nil {
+		t.Error("a claim signature verified as a control request")
 	}
 }

@@ -91,7 +91,9 @@
 // -bind (default 127.0.0.1:0, a free port), -advertise, -log (default
 // warn), and -ca, -cert and -cert-key for a domain with a trust root (an
 // observer certificate: the tool then proves itself and verifies the
-// members; without one it sees the domain as an unverified observer). -name has no variable, so that a tool run in a server's shell
+// members; without one it sees the domain as an unverified observer; with
+// -manager, a manager certificate, which drain and leave then require).
+// -name has no variable, so that a tool run in a server's shell
 // never joins under the server's $CARBON_NAME; its default is
 // carbon-<host>-<pid>. The tool's own flags: -json ($CARBON_JSON),
 // -manager ($CARBON_MANAGER), -timeout ($CARBON_TIMEOUT, default 10s: how
