@@ -123,7 +123,8 @@ type FaultRecord struct {
 	Start, End time.Time
 	// WasActive is set when Target was the active manager at Start.
 	WasActive bool
-	// Recovered is how long after End writes succeeded again, and ViewAfter
+	// Recovered is how long after Start a write sent after Start was
+	// acknowledged (the outage clients saw, fault included), and ViewAfter
 	// how long after End every node saw one view; -1 when never within the
 	// lab's bound.
 	Recovered, ViewAfter time.Duration

@@ -95,14 +95,25 @@ func TestPatterns(t *testing.T) {
 	for p := 1; p <= 3; p++ {
 		t.Run(fmt.Sprintf("pattern%d", p), func(t *testing.T) {
 			t.Parallel()
-			runLab(t, Options{Pattern: p, Seed: seed(t) + int64(p)})
+			res := runLab(t, Options{Pattern: p, Seed: seed(t) + int64(p)})
+			// CI runs this test only: it must take every pattern through
+			// every kind of fault.
+			var kinds []string
+			for _, f := range res.History.Faults {
+				kinds = append(kinds, f.Kind)
+			}
+			for _, k := range []string{FaultKill, FaultPause, FaultPartition, FaultCut, FaultIsolate} {
+				if !slices.Contains(kinds, k) {
+					t.Errorf("pattern %d ran faults %v: no %s", p, kinds, k)
+				}
+			}
 		})
 	}
-	// The active manager frozen (SIGSTOP), or cut off on every link, for
-	// longer than failure detection: the stand-by must take over, and the
-	// old active must acknowledge nothing at its old epoch once back
-	// (no-stale-ack is among the promises runLab fails on).
-	for _, kind := range []string{FaultPause, FaultIsolate} {
+	// The active manager killed (kill -9), frozen (SIGSTOP), or cut off on
+	// every link, for longer than failure detection: the stand-by must take
+	// over, and the old active must acknowledge nothing at its old epoch
+	// once back (no-stale-ack is among the promises runLab fails on).
+	for _, kind := range []string{FaultKill, FaultPause, FaultIsolate} {
 		t.Run("pattern2-"+kind+"-active", func(t *testing.T) {
 			t.Parallel()
 			res := runLab(t, Options{Pattern: 2, Seed: seed(t), Faults: []Fault{{Kind: kind, Target: ActiveTarget, Duration: 3 * time.Second}}})
@@ -151,8 +162,9 @@ func TestQuorumPartitionOfTheActive(t *testing.T) {
 
 // TestSoak runs many seeds over the three patterns for
 // CARBON_NETLAB_SOAK (a duration such as 10m), ten faults a run, and
-// prints the recovery figures: after kill -9 of the active manager the
-// time until writes succeed again, after a heal the time until one view.
+// prints the recovery figures (Recovery): after kill -9 of the active
+// manager the time until writes succeed again, after a heal the time until
+// one view.
 func TestSoak(t *testing.T) {
 	d := os.Getenv("CARBON_NETLAB_SOAK")
 	if d == "" {
@@ -163,31 +175,14 @@ func TestSoak(t *testing.T) {
 		t.Fatalf("CARBON_NETLAB_SOAK: want a duration such as 10m, got %q", d)
 	}
 	base := seed(t)
-	var killActive, heal []time.Duration
+	var rec Recovery
 	end := time.Now().Add(dur)
 	for i := 0; time.Now().Before(end); i++ {
 		res := runLab(t, Options{Pattern: 2 + i%2, Seed: base + int64(i), FaultCount: 10})
-		for _, f := range res.History.Faults {
-			if f.Kind == FaultKill && f.WasActive && f.Recovered >= 0 {
-				killActive = append(killActive, f.Recovered)
-			}
-			if (f.Kind == FaultPartition || f.Kind == FaultIsolate || f.Kind == FaultCut) && f.ViewAfter >= 0 {
-				heal = append(heal, f.ViewAfter)
-			}
-		}
+		rec.Add(res.Summary)
 		if t.Failed() {
 			break
 		}
 	}
-	t.Logf("writes back after kill -9 of the active manager: %s", percentiles(killActive))
-	t.Logf("one view after a heal: %s", percentiles(heal))
-}
-
-func percentiles(ds []time.Duration) string {
-	if len(ds) == 0 {
-		return "no samples"
-	}
-	slices.Sort(ds)
-	p := func(q float64) time.Duration { return ds[min(len(ds)-1, int(q*float64(len(ds))))] }
-	return fmt.Sprintf("n=%d p50=%v p99=%v max=%v", len(ds), p(0.5).Round(time.Millisecond), p(0.99).Round(time.Millisecond), ds[len(ds)-1].Round(time.Millisecond))
+	t.Log("\n" + rec.String())
 }

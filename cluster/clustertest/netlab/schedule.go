@@ -95,21 +95,73 @@ func Schedule(o ScheduleOptions) ([]Fault, error) {
 			b := (a + 1 + rng.IntN(len(o.Nodes)-1)) % len(o.Nodes)
 			f.From, f.To = o.Nodes[a], o.Nodes[b]
 		case FaultPartition:
-			perm := rng.Perm(len(o.Nodes))
-			cut := 1 + rng.IntN(len(o.Nodes)-1)
-			var g1, g2 []string
-			for j, p := range perm {
-				if j < cut {
-					g1 = append(g1, o.Nodes[p])
-				} else {
-					g2 = append(g2, o.Nodes[p])
-				}
-			}
-			slices.Sort(g1)
-			slices.Sort(g2)
-			f.Groups = [][]string{g1, g2}
+			f.Groups = split(rng, o.Nodes)
 		}
 		out = append(out, f)
 	}
 	return out, nil
+}
+
+// RecoveryOptions shapes a RecoverySchedule.
+type RecoveryOptions struct {
+	Seed  int64
+	Nodes []string // every node a partition may split
+	// Kills is how many times the active manager is killed with kill -9
+	// and restarted, Heals how many times the hosts are partitioned and
+	// healed.
+	Kills, Heals int
+	// Down is how long each fault lasts. Default 4 s: longer than failure
+	// detection and the write lease of the "local" profile, so that a
+	// stand-by takes over before the killed manager restarts, and a
+	// partition lasts until each side has declared the other failed.
+	Down time.Duration
+}
+
+// RecoverySchedule returns the faults that measure recovery: kill -9 of the
+// active manager and a partition of the hosts into two random groups, in
+// turn until each count is reached. The partitions' groups come from the
+// seed, so a run replays from it.
+func RecoverySchedule(o RecoveryOptions) ([]Fault, error) {
+	if len(o.Nodes) < 2 {
+		return nil, fmt.Errorf("netlab: RecoverySchedule: want at least 2 nodes, got %d", len(o.Nodes))
+	}
+	if o.Kills < 0 || o.Heals < 0 || o.Kills+o.Heals == 0 {
+		return nil, fmt.Errorf("netlab: RecoverySchedule: want Kills and Heals >= 0, not both 0, got %d and %d", o.Kills, o.Heals)
+	}
+	if o.Down < 0 {
+		return nil, fmt.Errorf("netlab: RecoverySchedule: Down must not be negative, got %v", o.Down)
+	}
+	if o.Down == 0 {
+		o.Down = 4 * time.Second
+	}
+	rng := rand.New(rand.NewPCG(uint64(o.Seed), 0x7265636f76657279))
+	var out []Fault
+	for k, h := 0, 0; k < o.Kills || h < o.Heals; {
+		if k < o.Kills {
+			out = append(out, Fault{Kind: FaultKill, Target: ActiveTarget, Duration: o.Down})
+			k++
+		}
+		if h < o.Heals {
+			out = append(out, Fault{Kind: FaultPartition, Groups: split(rng, o.Nodes), Duration: o.Down})
+			h++
+		}
+	}
+	return out, nil
+}
+
+// split divides nodes into two non-empty groups, each sorted.
+func split(rng *rand.Rand, nodes []string) [][]string {
+	perm := rng.Perm(len(nodes))
+	cut := 1 + rng.IntN(len(nodes)-1)
+	var g1, g2 []string
+	for j, p := range perm {
+		if j < cut {
+			g1 = append(g1, nodes[p])
+		} else {
+			g2 = append(g2, nodes[p])
+		}
+	}
+	slices.Sort(g1)
+	slices.Sort(g2)
+	return [][]string{g1, g2}
 }
