@@ -7,36 +7,18 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/carbonkit/carbon/internal/testutil"
 	"github.com/carbonkit/carbon/role"
 )
-
-// lockedBuffer is a log sink the node's goroutines and the test share.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // TestBadPacketsAreLoggedAtABoundedRate: a flood of junk UDP packets at a
 // real node's gossip port (anyone who can reach it can send them) gives a
 // handful of error lines, not one per packet, and the node keeps serving.
 func TestBadPacketsAreLoggedAtABoundedRate(t *testing.T) {
-	var logs lockedBuffer
+	var logs testutil.Buffer
 	cfg := local("junk.test", role.Worker)
 	cfg.Key = bytes.Repeat([]byte{7}, 32)
 	cfg.Bootstrap = true

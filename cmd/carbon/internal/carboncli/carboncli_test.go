@@ -13,7 +13,6 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -302,28 +301,10 @@ func TestRevisions(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for a writer and a reader.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func TestWatch(t *testing.T) {
 	d := startDomain(t, "cli-watch")
 	ctx, cancel := context.WithCancel(context.Background())
-	var out, errs syncBuffer
+	var out, errs testutil.Buffer
 	done := make(chan int, 1)
 	go func() {
 		done <- Main(ctx, []string{"-domain", d.name, "-seeds", d.mgr.Self().Addr, "-profile", "local", "-key", d.key, "-name", "watcher", "watch", "-json"}, &out, &errs)
