@@ -159,7 +159,7 @@ func Check(h History, o CheckOptions) Report {
 			mgr = append(mgr, a)
 		}
 	}
-	r.checkEpochs(mgr, h.Quorum)
+	r.checkEpochs(h, mgr)
 	r.checkStale(h, mgr)
 	r.checkLost(h, o)
 	r.checkConverged(h, o)
@@ -188,15 +188,34 @@ type tenure struct {
 	node  string
 	epoch uint64
 	// first is the earliest instant by which one of its writes had
-	// certainly happened; last the latest instant at which one may still
-	// have begun.
+	// certainly happened (or, without a quorum, it was writable); last the
+	// latest instant at which one may still have begun, zero if it
+	// accepted none.
 	first, last time.Time
 	n           int
 }
 
-func (r *Report) checkEpochs(acc []accept, quorum bool) {
+func (r *Report) checkEpochs(h History, acc []accept) {
+	quorum := h.Quorum
 	byEpoch := map[uint64]map[string]bool{}
 	ten := map[string]*tenure{}
+	// Without a quorum a successor deposes the old writer from the moment
+	// it is writable on its side, whether or not its side takes a write:
+	// the heal keeps the higher epoch. So its tenure starts then. (With a
+	// quorum the promise is about accepted writes only.)
+	if !quorum {
+		for _, e := range h.Nodes {
+			if e.Event != "writable" || e.Value == nil || !*e.Value || h.Roles[e.Node] == "worker" {
+				continue
+			}
+			k := fmt.Sprintf("%s/%d", e.Node, e.Epoch)
+			if t := ten[k]; t == nil {
+				ten[k] = &tenure{node: e.Node, epoch: e.Epoch, first: e.Time}
+			} else if e.Time.Before(t.first) {
+				t.first = e.Time
+			}
+		}
+	}
 	for _, a := range acc {
 		if byEpoch[a.epoch] == nil {
 			byEpoch[a.epoch] = map[string]bool{}
@@ -207,6 +226,9 @@ func (r *Report) checkEpochs(acc []accept, quorum bool) {
 		if t == nil {
 			t = &tenure{node: a.node, epoch: a.epoch, first: a.to, last: a.from}
 			ten[k] = t
+		}
+		if t.n == 0 && t.last.IsZero() {
+			t.last = a.from
 		}
 		if a.to.Before(t.first) {
 			t.first = a.to

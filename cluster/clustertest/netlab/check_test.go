@@ -154,6 +154,29 @@ func TestCheckOverlapWithoutQuorum(t *testing.T) {
 	}
 }
 
+// Without a quorum, a successor that became writable on its side of a
+// partition deposes the old writer from that moment, even if its side
+// took no write: the old side's writes at the lower epoch are the overlap,
+// not lost writes.
+func TestCheckOverlapFromWritableWithoutQuorum(t *testing.T) {
+	h := clean(false)
+	h.Faults = []FaultRecord{{Fault: Fault{Kind: FaultPartition, Groups: [][]string{{"manager-1"}, {"manager-2", "worker-1"}}}, Start: at(40), End: at(2000)}}
+	h.Ops = slices.DeleteFunc(h.Ops, func(op Op) bool { return op.Key == "c" }) // manager-2's side wrote nothing
+	h.Nodes = append(h.Nodes, NodeEvent{Time: at(1100), Node: "manager-2", Event: "writable", Value: new(true), Epoch: 2})
+	h.Ops = append(h.Ops, ack("manager-1", "d", 1, 1500, 1510)) // lost at the heal
+	r := Check(h, CheckOptions{})
+	if len(r.Violations) > 0 {
+		t.Errorf("violations %v, want none without quorum", r.Violations)
+	}
+	if len(r.Overlaps) != 1 || r.Overlaps[0].Old != "manager-1" || r.Overlaps[0].New != "manager-2" || r.Overlaps[0].To.Sub(r.Overlaps[0].From) != 400*time.Millisecond {
+		t.Errorf("overlaps %+v, want manager-1 after manager-2 for 400ms", r.Overlaps)
+	}
+	h.Quorum = true
+	if got := promises(Check(h, CheckOptions{})); !slices.Equal(got, []string{PromiseNoLostWrite}) {
+		t.Errorf("with quorum: broken %v, want %s", got, PromiseNoLostWrite)
+	}
+}
+
 // NoCatchUp states the example catalog's weaker promise: a node restarted
 // after a write need not hold it, one that ran through it must.
 func TestCheckNoCatchUp(t *testing.T) {
