@@ -3,7 +3,6 @@ package cluster
 import (
 	"math/rand/v2"
 	"net"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -120,11 +119,34 @@ func (l *lease) round() {
 	}
 	lapsed := l.until.Load() <= t0
 	targets, need := l.targets()
-	acked := l.pingAll(targets)
+	// The lease is renewed as soon as enough acks are in, not when the last
+	// ping ends: a member that died and is not yet declared dead answers
+	// no ping, and waiting out its timeout (ProbeTimeout, longer than a
+	// quarter lease on ProfileLocal) would let the lease lapse between
+	// rounds while the domain is healthy. The round still collects every
+	// answer before it returns, so no ping outlives it.
+	acks := l.pingAll(targets)
 	managers, any := 0, 0
 	var peer string
-	for i, ok := range acked {
-		if !ok {
+	renewed := false
+	try := func() {
+		if renewed {
+			return
+		}
+		if n.cfg.Quorum > 0 {
+			if managers < need {
+				return
+			}
+		} else if any < need {
+			return
+		}
+		renewed = true
+		l.renew(t0, lapsed, peer)
+	}
+	try()
+	for range targets {
+		i := <-acks
+		if i < 0 {
 			continue
 		}
 		any++
@@ -132,14 +154,16 @@ func (l *lease) round() {
 		if isManager(&targets[i]) && targets[i].SubDomain == n.cfg.SubDomain {
 			managers++
 		}
+		try()
 	}
-	if n.cfg.Quorum > 0 {
-		if managers < need {
-			return
-		}
-	} else if any < need {
-		return
-	}
+}
+
+// renew extends the lease to t0 plus its length, once a round started at
+// t0 has enough acks; peer is a member that answered ("" when none was
+// needed). After a lapse it first exchanges state with peer and renews only
+// if no higher claim shows up.
+func (l *lease) renew(t0 int64, lapsed bool, peer string) {
+	n := l.n
 	if lapsed && peer != "" {
 		if _, err := n.serf.Memberlist().Join([]string{peer}); err != nil {
 			n.log.Debug("lease: state exchange after a lapse failed", "peer", peer, "err", err)
@@ -186,21 +210,22 @@ func (l *lease) targets() ([]Member, int) {
 	return out, 1
 }
 
-// pingAll pings every target at once and reports which answered in time.
-func (l *lease) pingAll(targets []Member) []bool {
-	ok := make([]bool, len(targets))
+// pingAll pings every target at once and sends, for each, the target's
+// index once it answered in time or -1 once its ping failed: one value per
+// target on a channel that holds them all.
+func (l *lease) pingAll(targets []Member) <-chan int {
+	out := make(chan int, len(targets))
 	ml := l.n.serf.Memberlist()
-	var wg sync.WaitGroup
 	for i := range targets {
-		wg.Add(1)
 		go func() {
-			defer wg.Done()
-			_, err := ml.Ping(targets[i].Name, addrString(targets[i].Addr))
-			ok[i] = err == nil
+			if _, err := ml.Ping(targets[i].Name, addrString(targets[i].Addr)); err != nil {
+				out <- -1
+				return
+			}
+			out <- i
 		}()
 	}
-	wg.Wait()
-	return ok
+	return out
 }
 
 // higherClaim reports whether serf's members hold an alive manager of this

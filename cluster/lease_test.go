@@ -115,3 +115,53 @@ func TestLeasePausedAndCutOff(t *testing.T) {
 		t.Fatalf("the paused active was writable %v after the pause, the stand-by from %v", lastOld, firstNew)
 	}
 }
+
+// TestLeaseHeldWhileAStandbyDies: an active manager whose stand-by crashes
+// stays writable without a gap while the domain detects the crash. Each
+// lease round pings every manager, so until the crash is detected one of
+// its targets never answers; the round must renew the lease on the acks
+// it has in time, not only once the dead target's ping times out.
+func TestLeaseHeldWhileAStandbyDies(t *testing.T) {
+	f := newFleet(t, true)
+	f.add("m1", role.Manager, nil)
+	f.add("m2", role.Manager, nil)
+	f.add("w1", role.Worker, nil)
+	f.add("w2", role.Worker, nil)
+	waitFor(t, 10*time.Second, "4 members", converged(f.live(), 4))
+	name, _ := waitAgreed(t, f.live, 10*time.Second)
+	active, standby := f.nodes[name], other(name)
+	waitFor(t, 5*time.Second, "the active writable", active.Writable)
+	f.crash(standby)
+	t0 := time.Now()
+	samples, gaps := 0, 0
+	var firstGap time.Duration = -1
+	for deadline := t0.Add(20 * time.Second); ; {
+		samples++
+		if !active.Writable() {
+			gaps++
+			if firstGap < 0 {
+				firstGap = time.Since(t0)
+			}
+		}
+		if m, ok := memberOf(active, standby); ok && m.Status != StatusAlive {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s never saw the crashed %s fail", name, standby)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if gaps > 0 {
+		t.Errorf("the active %s was read-only in %d of %d samples while its crashed stand-by was being detected (first after %v)", name, gaps, samples, firstGap)
+	}
+}
+
+// memberOf returns the member named name in n's view.
+func memberOf(n *Node, name string) (Member, bool) {
+	for _, m := range n.Members() {
+		if m.Name == name {
+			return m, true
+		}
+	}
+	return Member{}, false
+}

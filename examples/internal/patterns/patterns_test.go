@@ -9,9 +9,11 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/carbonkit/carbon/cluster"
 	pb "github.com/carbonkit/carbon/examples/internal/catalogpb"
 	"github.com/carbonkit/carbon/examples/internal/server"
 	"github.com/carbonkit/carbon/internal/leakcheck"
+	"github.com/carbonkit/carbon/internal/testutil"
 	"github.com/carbonkit/carbon/role"
 )
 
@@ -38,12 +40,9 @@ func TestTourFailsWhenBroken(t *testing.T) {
 		topo.Workers[s].Kill()
 		topo.killed[topo.Workers[s]] = true
 	}
-	for _, m := range topo.Managers {
-		if !m.Node().Writable() {
-			m.Kill()
-			topo.killed[m] = true
-		}
-	}
+	standby := settledStandby(t, topo)
+	standby.Kill()
+	topo.killed[standby] = true
 	r := topo.Tour(ctx)
 	t.Logf("tour of a broken topology:\n%s", progress.String())
 	held := map[string]bool{}
@@ -69,6 +68,40 @@ func TestTourFailsWhenBroken(t *testing.T) {
 	if !strings.Contains(progress.String(), "[NOT HELD]") {
 		t.Error("progress does not say plainly that steps did not hold")
 	}
+}
+
+// settledStandby waits until the managers' domain has settled, every manager
+// and the tour's observer naming the same active manager, that one writable
+// and the other not, and returns the other by name. Picking "whoever is not
+// writable at this instant" instead can catch an election midway and kill
+// the active, or both managers.
+func settledStandby(t *testing.T, topo *Topology) *server.Server {
+	t.Helper()
+	if len(topo.Managers) != 2 {
+		t.Fatalf("%d managers, want 2", len(topo.Managers))
+	}
+	var standby *server.Server
+	testutil.WaitFor(t, 10*time.Second, "the managers to agree on one writable active manager", func() bool {
+		active, ok := topo.watch.Active(cluster.SubDomainManager)
+		if !ok {
+			return false
+		}
+		standby = nil
+		for _, m := range topo.Managers {
+			if a, ok := m.Node().Active(cluster.SubDomainManager); !ok || a.Name != active.Name {
+				return false
+			}
+			isActive := m.Node().Name() == active.Name
+			if m.Node().Writable() != isActive {
+				return false
+			}
+			if !isActive {
+				standby = m
+			}
+		}
+		return standby != nil
+	})
+	return standby
 }
 
 func TestStartBadPattern(t *testing.T) {
