@@ -19,6 +19,7 @@ import (
 	"github.com/carbonkit/carbon/internal/tags"
 	"github.com/carbonkit/carbon/internal/testpb"
 	"github.com/carbonkit/carbon/internal/testutil"
+	"github.com/carbonkit/carbon/internal/trusttest"
 	"github.com/carbonkit/carbon/role"
 	"github.com/carbonkit/carbon/trust"
 )
@@ -40,21 +41,8 @@ func (r *rogueServer) Put(ctx context.Context, in *testpb.Item) (*testpb.Item, e
 // lb.NewRouter: they all go to the verified active manager.
 func TestWritesNeverReachAnUnverifiedManager(t *testing.T) {
 	domain := "lbtrust.test"
-	ca, err := trust.NewCA(domain)
-	if err != nil {
-		t.Fatal(err)
-	}
-	src := func(sub, r, name string) *trust.Source {
-		is, err := ca.Issue(trust.Identity{Domain: domain, SubDomain: sub, Role: r, Name: name})
-		if err != nil {
-			t.Fatal(err)
-		}
-		s, err := trust.SourceOf(ca, is)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
-	}
+	ca := trusttest.CA(t, domain)
+	src := func(sub, r, name string) *trust.Source { return trusttest.Member(t, ca, sub, r, name) }
 	m1 := startBackend(t, domain, memberSpec{name: "m1", role: role.Manager, trust: src("mgt", trust.RoleManager, "m1")})
 	w1 := startBackend(t, domain, memberSpec{name: "w1", role: role.Worker, seeds: []string{m1.node.Self().Addr}, trust: src("worker", trust.RoleWorker, "w1")})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -162,16 +150,8 @@ func rawSerf(t *testing.T, name string, tg map[string]string, seed string) *serf
 // of another member is refused: a tag pointing a member's endpoint at
 // someone else's server gets no connection.
 func TestMemberCredentialsCheckTheName(t *testing.T) {
-	ca, _ := trust.NewCA("creds.test")
-	src := func(name string) *trust.Source {
-		is, _ := ca.Issue(trust.Identity{Domain: "creds.test", SubDomain: "mgt", Role: trust.RoleManager, Name: name})
-		s, err := trust.SourceOf(ca, is)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
-	}
-	m1, m2 := src("m1"), src("m2")
+	ca := trusttest.CA(t, "creds.test")
+	m1, m2 := trusttest.Member(t, ca, "mgt", trust.RoleManager, "m1"), trusttest.Member(t, ca, "mgt", trust.RoleManager, "m2")
 	lis, _ := net.Listen("tcp", "127.0.0.1:0")
 	gs := grpc.NewServer(grpc.Creds(credentials.NewTLS(trust.ServerTLSConfig(m1, trust.AuthorizeDomain("creds.test")))))
 	go gs.Serve(lis)

@@ -15,35 +15,20 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/carbonkit/carbon/internal/testpb"
+	"github.com/carbonkit/carbon/internal/trusttest"
 	"github.com/carbonkit/carbon/role"
 	"github.com/carbonkit/carbon/trust"
 )
-
-func issue(t *testing.T, ca *trust.CA, sub, r, name string) *trust.Source {
-	t.Helper()
-	is, err := ca.Issue(trust.Identity{Domain: ca.Domain(), SubDomain: sub, Role: r, Name: name})
-	if err != nil {
-		t.Fatal(err)
-	}
-	src, err := trust.SourceOf(ca, is)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return src
-}
 
 // TestWriterIdentityRule: on the active manager, with the rule, a write
 // over mutual TLS from a worker's certificate is refused (PermissionDenied,
 // 403), a read from it is served, and a write from a manager's certificate
 // is served.
 func TestWriterIdentityRule(t *testing.T) {
-	ca, err := trust.NewCA("d.test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srvSrc := issue(t, ca, "mgt", trust.RoleManager, "m1")
-	worker := issue(t, ca, "worker", trust.RoleWorker, "w1")
-	manager := issue(t, ca, "mgt", trust.RoleManager, "m2")
+	ca := trusttest.CA(t, "d.test")
+	srvSrc := trusttest.Member(t, ca, "mgt", trust.RoleManager, "m1")
+	worker := trusttest.Member(t, ca, "worker", trust.RoleWorker, "w1")
+	manager := trusttest.Member(t, ca, "mgt", trust.RoleManager, "m2")
 	g := role.NewGuard(role.Static(role.Manager), role.RequireWriterIdentity("d.test"))
 
 	// gRPC over mutual TLS.

@@ -11,22 +11,10 @@ import (
 
 	"github.com/carbonkit/carbon/cluster/depsync"
 	"github.com/carbonkit/carbon/internal/depsyncpb"
+	"github.com/carbonkit/carbon/internal/trusttest"
 	"github.com/carbonkit/carbon/role"
 	"github.com/carbonkit/carbon/trust"
 )
-
-func issueSource(t *testing.T, ca *trust.CA, sub, r, name string) *trust.Source {
-	t.Helper()
-	is, err := ca.Issue(trust.Identity{Domain: ca.Domain(), SubDomain: sub, Role: r, Name: name})
-	if err != nil {
-		t.Fatal(err)
-	}
-	src, err := trust.SourceOf(ca, is)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return src
-}
 
 // TestRevisionsMustBeSignedByTheActive: with a trust root, a revision
 // served from the active manager's endpoint is refused with ErrUnsigned,
@@ -35,17 +23,14 @@ func issueSource(t *testing.T, ca *trust.CA, sub, r, name string) *trust.Source 
 // certificate, or by another manager's. Signed by the active, it is taken.
 func TestRevisionsMustBeSignedByTheActive(t *testing.T) {
 	const domain = "depsync.trust"
-	ca, err := trust.NewCA(domain)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mSrc := issueSource(t, ca, "mgt", trust.RoleManager, "m1")
+	ca := trusttest.CA(t, domain)
+	mSrc := trusttest.Member(t, ca, "mgt", trust.RoleManager, "m1")
 	e := &evil{}
 	m := startNode(t, nodeCfg{domain: domain, name: "m1", role: role.Manager, trust: mSrc,
 		register: func(s *grpc.Server) { depsyncpb.RegisterDepSyncServer(s, e) }})
 	waitActive(t, m)
 	w := startNode(t, nodeCfg{domain: domain, name: "w0", role: role.Worker, seed: m.seed(),
-		trust: issueSource(t, ca, "worker", trust.RoleWorker, "w0"), opts: depsync.WithoutFollowing(depsync.Options{})})
+		trust: trusttest.Member(t, ca, "worker", trust.RoleWorker, "w0"), opts: depsync.WithoutFollowing(depsync.Options{})})
 	waitConverged(t, 2, m, w)
 	waitFor(t, 10*time.Second, "w0 sees m1 verified and active", func() bool {
 		a, ok := w.n.Active("mgt")
@@ -70,9 +55,9 @@ func TestRevisionsMustBeSignedByTheActive(t *testing.T) {
 		want string
 	}{
 		{"unsigned", nil, "not signed"},
-		{"signed by a worker certificate", issueSource(t, ca, "mgt", trust.RoleWorker, "m1"), "not by a manager"},
-		{"signed by another manager", issueSource(t, ca, "mgt", trust.RoleManager, "m9"), "the active manager is m1"},
-		{"signed under a foreign CA", issueSource(t, mustCA(t, domain), "mgt", trust.RoleManager, "m1"), "publisher's certificate"},
+		{"signed by a worker certificate", trusttest.Member(t, ca, "mgt", trust.RoleWorker, "m1"), "not by a manager"},
+		{"signed by another manager", trusttest.Member(t, ca, "mgt", trust.RoleManager, "m9"), "the active manager is m1"},
+		{"signed under a foreign CA", trusttest.Member(t, trusttest.CA(t, domain), "mgt", trust.RoleManager, "m1"), "publisher's certificate"},
 	} {
 		e.set(5, 3, files, nil)
 		if c.by != nil {
@@ -106,13 +91,10 @@ func TestRevisionsMustBeSignedByTheActive(t *testing.T) {
 // active manager publishes reaches the workers.
 func TestSignedPublishFollowed(t *testing.T) {
 	const domain = "depsync.trust2"
-	ca, err := trust.NewCA(domain)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := startNode(t, nodeCfg{domain: domain, name: "m1", role: role.Manager, trust: issueSource(t, ca, "mgt", trust.RoleManager, "m1")})
+	ca := trusttest.CA(t, domain)
+	m := startNode(t, nodeCfg{domain: domain, name: "m1", role: role.Manager, trust: trusttest.Member(t, ca, "mgt", trust.RoleManager, "m1")})
 	waitActive(t, m)
-	w := startNode(t, nodeCfg{domain: domain, name: "w0", role: role.Worker, seed: m.seed(), trust: issueSource(t, ca, "worker", trust.RoleWorker, "w0")})
+	w := startNode(t, nodeCfg{domain: domain, name: "w0", role: role.Worker, seed: m.seed(), trust: trusttest.Member(t, ca, "worker", trust.RoleWorker, "w0")})
 	waitConverged(t, 2, m, w)
 	src := t.TempDir()
 	writeTree(t, src, map[string]string{"app/a.txt": "hello"}, nil)
@@ -122,13 +104,4 @@ func TestSignedPublishFollowed(t *testing.T) {
 	}
 	waitRevision(t, rev, w)
 	sameFiles(t, src, w)
-}
-
-func mustCA(t *testing.T, domain string) *trust.CA {
-	t.Helper()
-	ca, err := trust.NewCA(domain)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ca
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/carbonkit/carbon/cluster"
 	"github.com/carbonkit/carbon/internal/tags"
+	"github.com/carbonkit/carbon/internal/trusttest"
 	"github.com/carbonkit/carbon/role"
 	"github.com/carbonkit/carbon/trust"
 )
@@ -21,32 +22,16 @@ import (
 // endpoint, never appears in the managers' upstream; the verified active
 // does, as primary.
 func TestUnverifiedManagerNeverUpstream(t *testing.T) {
-	ca, err := trust.NewCA(domain)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ca := trusttest.CA(t, domain)
 	withCert := func(sub, r, name string) func(*cluster.Config) {
 		return func(c *cluster.Config) {
-			is, err := ca.Issue(trust.Identity{Domain: domain, SubDomain: sub, Role: r, Name: name})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if c.Trust, err = trust.SourceOf(ca, is); err != nil {
-				t.Fatal(err)
-			}
+			c.Trust = trusttest.Member(t, ca, sub, r, name)
 			c.Profile = cluster.ProfileLocal
 		}
 	}
 	m1 := member(t, "m1", role.Manager, startBackend(t, "m1"), nil, withCert("mgt", trust.RoleManager, "m1"))
 	obs := join(t, cluster.Config{Domain: domain, Observer: true, BindAddr: "127.0.0.1:0", Profile: cluster.ProfileLocal,
-		Seeds: []string{m1.Self().Addr}, Logger: testLogger(), Trust: func() *trust.Source {
-			is, _ := ca.Issue(trust.Identity{Domain: domain, SubDomain: "lb", Role: trust.RoleObserver, Name: "observer"})
-			s, err := trust.SourceOf(ca, is)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return s
-		}()})
+		Seeds: []string{m1.Self().Addr}, Logger: testLogger(), Trust: trusttest.Member(t, ca, "lb", trust.RoleObserver, "observer")})
 	c, err := New(obs, Config{Upstreams: []UpstreamSpec{{Name: "managers", SubDomain: "mgt"}}, Writer: &countingWriter{}, Logger: testLogger()})
 	if err != nil {
 		t.Fatal(err)
