@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/carbonkit/carbon/internal/testpb"
 )
@@ -23,6 +25,54 @@ func BenchmarkProxy(b *testing.B) {
 	m := startUpstream(b, "manager", nil)
 	direct := testpb.NewGuardClient(dialBufconn(b, u.lis))
 	proxied := testpb.NewGuardClient(serveProxy(b, NewProxy(dialBufconn(b, u.lis), dialBufconn(b, m.lis))))
+	benchProxy(b, direct, proxied)
+}
+
+// BenchmarkProxyTCP is BenchmarkProxy over TCP on 127.0.0.1, where each hop
+// also costs the loopback's system calls, as a real deployment's would.
+func BenchmarkProxyTCP(b *testing.B) {
+	u := startUpstreamTCP(b, "worker")
+	m := startUpstreamTCP(b, "manager")
+	direct := testpb.NewGuardClient(dialTCP(b, u))
+	p := NewProxy(dialTCP(b, u), dialTCP(b, m))
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := grpc.NewServer(p.ServerOptions()...)
+	go func() { _ = srv.Serve(lis) }()
+	b.Cleanup(srv.Stop)
+	proxied := testpb.NewGuardClient(dialTCP(b, lis.Addr().String()))
+	benchProxy(b, direct, proxied)
+}
+
+// startUpstreamTCP serves the test upstream on 127.0.0.1 and returns its
+// address.
+func startUpstreamTCP(b *testing.B, name string) string {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	u := &upstream{name: name, ended: make(chan error, 16), deadline: make(chan time.Time, 16)}
+	u.srv = grpc.NewServer()
+	testpb.RegisterGuardServer(u.srv, u)
+	go func() { _ = u.srv.Serve(lis) }()
+	b.Cleanup(u.srv.Stop)
+	return lis.Addr().String()
+}
+
+func dialTCP(b *testing.B, addr string) *grpc.ClientConn {
+	cc, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { cc.Close() })
+	return cc
+}
+
+// benchProxy runs the unary and stream sub-benchmarks against direct and
+// proxied clients of the same upstream.
+func benchProxy(b *testing.B, direct, proxied testpb.GuardClient) {
 	ctx := context.Background()
 
 	unary := func(c testpb.GuardClient) time.Duration {
