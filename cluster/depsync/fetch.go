@@ -118,12 +118,9 @@ func (s *Syncer) fetch(ctx context.Context, m *manifest, b *build, mgrName, mgrE
 	fail := func(err error) { once.Do(func() { first = err; cancel() }) }
 	// One goroutine creates the files, in manifest order, ahead of the
 	// workers that fill them: a creation holds its directory's lock, so
-	// more creators would only wait for each other.
-	type job struct {
-		i int
-		d *download
-	}
-	jobs := make(chan job, s.opts.Parallel)
+	// more creators would only wait for each other. It runs up to a batch
+	// per worker ahead, so that a worker finds a batch ready.
+	jobs := make(chan job, s.opts.Parallel*batchBlobs)
 	go func() {
 		defer close(jobs)
 		for _, i := range missing {
@@ -141,12 +138,25 @@ func (s *Syncer) fetch(ctx context.Context, m *manifest, b *build, mgrName, mgrE
 	var wg sync.WaitGroup
 	for range min(s.opts.Parallel, len(missing)) {
 		wg.Go(func() {
-			for j := range jobs {
+			batch := make([]job, 0, batchBlobs)
+			var carry *job
+			for {
+				batch = batch[:0]
+				if carry != nil {
+					batch, carry = append(batch, *carry), nil
+				} else {
+					j, ok := <-jobs
+					if !ok {
+						return
+					}
+					batch = append(batch, j)
+				}
+				batch, carry = s.fillBatch(b, batch, jobs)
 				if ctx.Err() != nil {
-					j.d.f.Close()
+					closeJobs(batch)
 					continue
 				}
-				if err := s.fetchBlob(ctx, b, j.i, j.d, srcs, m.rev); err != nil {
+				if err := s.fetchJobs(ctx, b, batch, srcs, m.rev); err != nil {
 					fail(err)
 				}
 			}
@@ -157,6 +167,95 @@ func (s *Syncer) fetch(ctx context.Context, m *manifest, b *build, mgrName, mgrE
 		return first
 	}
 	return ctx.Err()
+}
+
+// job is blob i of a build with the download it is received into.
+type job struct {
+	i int
+	d *download
+}
+
+// How many blobs a follower asks a source for with one Blobs call, at
+// most: a call per blob costs more than the bytes of a small one.
+const (
+	batchBlobs = 32
+	batchBytes = 4 << 20
+)
+
+// fillBatch adds to batch the downloads jobs holds now, without waiting,
+// up to batchBlobs blobs and batchBytes bytes. A partial download can
+// only start a batch (the offset is the first blob's); one that comes
+// later is returned as carry, to start the next.
+func (s *Syncer) fillBatch(b *build, batch []job, jobs <-chan job) (_ []job, carry *job) {
+	size := b.m.files[batch[0].i].Size - batch[0].d.have
+	for len(batch) < batchBlobs && size < batchBytes {
+		select {
+		case j, ok := <-jobs:
+			if !ok {
+				return batch, nil
+			}
+			if j.d.have > 0 {
+				return batch, &j
+			}
+			batch = append(batch, j)
+			size += b.m.files[j.i].Size
+		default:
+			return batch, nil
+		}
+	}
+	return batch, nil
+}
+
+// closeJobs closes the downloads of jobs that will not be fetched.
+func closeJobs(js []job) {
+	for _, j := range js {
+		j.d.f.Close()
+	}
+}
+
+// fetchJobs fetches the blobs of js: all with one Blobs call to the first
+// source if it serves them; what that call leaves undone goes blob by blob
+// through fetchBlob, the blob it failed on from the next source.
+func (s *Syncer) fetchJobs(ctx context.Context, b *build, js []job, srcs []source, rev Revision) error {
+	done := 0
+	if len(js) > 1 && !s.noBatch(srcs[0].ep) {
+		n, err := s.fetchBatch(ctx, b, js, srcs[0], rev)
+		done = n
+		switch {
+		case err == nil:
+		case n == len(js):
+			return err
+		case ctx.Err() != nil:
+			closeJobs(js[done:])
+			return ctx.Err()
+		case status.Code(err) == grpccodes.Unimplemented:
+			// A peer without Blobs (or without DepSync: fetchBlob finds out).
+			s.mu.Lock()
+			s.noBatchEp[srcs[0].ep] = true
+			s.mu.Unlock()
+		default:
+			j := js[done]
+			s.log.Debug("falling back", "path", b.m.files[j.i].Path, "from", srcs[0].name, "err", err)
+			if err := s.fetchBlob(ctx, b, j.i, j.d, srcs[1:], rev, err); err != nil {
+				closeJobs(js[done+1:])
+				return err
+			}
+			done++
+		}
+	}
+	for k, j := range js[done:] {
+		if err := s.fetchBlob(ctx, b, j.i, j.d, srcs, rev, nil); err != nil {
+			closeJobs(js[done+k+1:])
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Syncer) noBatch(ep string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.noBatchEp[ep]
 }
 
 // download is the file a blob is being received into, open across the
@@ -218,17 +317,17 @@ func (d *download) reset() error {
 	return nil
 }
 
-// fetchBlob fetches blob i of the build into d from the first source that has
-// it; a source that fails falls back to the next, resuming where it
-// stopped. A verified blob enters the store; an unfinished one is kept in
-// partial/ for the next attempt.
-func (s *Syncer) fetchBlob(ctx context.Context, b *build, i int, d *download, srcs []source, rev Revision) error {
+// fetchBlob fetches blob i of the build into d from the first source of
+// srcs that has it; a source that fails falls back to the next, resuming
+// where it stopped. A verified blob enters the store; an unfinished one is
+// kept in partial/ for the next attempt. err is the error of an earlier
+// source, returned if srcs is empty.
+func (s *Syncer) fetchBlob(ctx context.Context, b *build, i int, d *download, srcs []source, rev Revision, err error) error {
 	f := b.m.files[i]
-	var err error
 	for j, src := range srcs {
 		err = s.fetchFrom(ctx, f, d, src, rev)
-		if err == nil && [32]byte(d.h.Sum(nil)) != f.SHA256 {
-			err = fmt.Errorf("%w: %q from %s", ErrHashMismatch, f.Path, src.name)
+		if err == nil {
+			err = d.verify(f, src)
 		}
 		if err == nil || ctx.Err() != nil {
 			break
@@ -250,24 +349,45 @@ func (s *Syncer) fetchBlob(ctx context.Context, b *build, i int, d *download, sr
 		}
 	}
 	if err == nil {
-		err = s.finish(f, d)
+		err = s.complete(ctx, b, i, d)
 		if err == nil {
-			if d.inTree {
-				b.done[i] = true
-			}
-			s.blobDone(f.SHA256)
-			if s.opts.testAfterBlob != nil {
-				s.opts.testAfterBlob(ctx)
-			}
 			return nil
 		}
 	}
+	s.abandon(f, d)
+	return err
+}
+
+// verify checks that d holds blob f, as received from src.
+func (d *download) verify(f File, src source) error {
+	if d.have != f.Size || [32]byte(d.h.Sum(nil)) != f.SHA256 {
+		return fmt.Errorf("%w: %q from %s", ErrHashMismatch, f.Path, src.name)
+	}
+	return nil
+}
+
+// complete puts the verified download d of blob i into the store.
+func (s *Syncer) complete(ctx context.Context, b *build, i int, d *download) error {
+	if err := s.finish(b.m.files[i], d); err != nil {
+		return err
+	}
+	if d.inTree {
+		b.done[i] = true
+	}
+	s.blobDone(b.m.files[i].SHA256)
+	if s.opts.testAfterBlob != nil {
+		s.opts.testAfterBlob(ctx)
+	}
+	return nil
+}
+
+// abandon closes a download that failed, keeping what came for the next
+// round or a restart.
+func (s *Syncer) abandon(f File, d *download) {
 	d.f.Close()
 	if d.inTree && d.have > 0 {
-		// Keep what came for the next round or a restart.
 		os.Rename(d.name, s.st.partialPath(f.SHA256))
 	}
-	return err
 }
 
 // finish puts a verified download into the store.
@@ -368,17 +488,129 @@ func (s *Syncer) fetchFrom(ctx context.Context, f File, d *download, src source,
 	return nil
 }
 
+// fetchBatch receives the blobs of js from src with one Blobs call, in
+// order, each through one pooled buffer as fetchFrom does, and puts each
+// into the store once it is complete and verified. It returns how many it
+// is done with: on an error, n < len(js) means that js[n] failed at src
+// (its download keeps what came of it, none if it was wrong) and those
+// after it are untouched; n == len(js) means that the store failed and
+// every download is closed.
+func (s *Syncer) fetchBatch(ctx context.Context, b *build, js []job, src source, rev Revision) (n int, err error) {
+	cl, err := s.client(src.ep)
+	if err != nil {
+		return 0, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	req := &depsyncpb.BlobsRequest{Offset: uint64(js[0].d.have), Epoch: rev.Epoch, Seq: rev.Seq, Sha256: make([][]byte, len(js))}
+	sums := make([]byte, 0, sha256.Size*len(js))
+	for k, j := range js {
+		sum := b.m.files[j.i].SHA256
+		sums = append(sums, sum[:]...)
+		req.Sha256[k] = sums[k*sha256.Size : (k+1)*sha256.Size]
+	}
+	stream, err := cl.Blobs(ctx, req, grpc.ForceCodecV2(chunkCodec{}))
+	if err != nil {
+		return 0, err
+	}
+	bp := ioBuffers.Get().(*[]byte)
+	sink := chunkSink{buf: (*bp)[:0]}
+	var got int64
+	defer func() {
+		if cap(sink.buf) == ioBuffer {
+			*bp = sink.buf[:ioBuffer]
+		}
+		ioBuffers.Put(bp)
+		s.countReceived(src, got)
+	}()
+	d, f := js[0].d, b.m.files[js[0].i]
+	flush := func() error {
+		if len(sink.buf) == 0 {
+			return nil
+		}
+		if _, err := d.f.Write(sink.buf); err != nil {
+			return fmt.Errorf("depsync: %w", err)
+		}
+		d.h.Write(sink.buf)
+		d.have += int64(len(sink.buf))
+		got += int64(len(sink.buf))
+		sink.buf = sink.buf[:0]
+		return nil
+	}
+	for n < len(js) {
+		// A blob of size 0 has no chunk.
+		if d.have+int64(len(sink.buf)) < f.Size {
+			err := stream.RecvMsg(&sink)
+			if err == io.EOF {
+				err = fmt.Errorf("depsync: %q from %s: short blob, %d of %d bytes", f.Path, src.name, d.have+int64(len(sink.buf)), f.Size)
+			}
+			if err != nil {
+				if ferr := flush(); ferr != nil {
+					return n, ferr
+				}
+				return n, err
+			}
+			if d.have+int64(len(sink.buf)) > f.Size {
+				// A chunk holds bytes of one blob only: this source
+				// sends something else.
+				sink.buf = sink.buf[:0]
+				if rerr := d.reset(); rerr != nil {
+					return n, rerr
+				}
+				return n, fmt.Errorf("%w: %q from %s is longer than its %d bytes", ErrHashMismatch, f.Path, src.name, f.Size)
+			}
+			if d.have+int64(len(sink.buf)) < f.Size {
+				if len(sink.buf) > cap(sink.buf)-maxMessage {
+					if err := flush(); err != nil {
+						return n, err
+					}
+				}
+				continue
+			}
+		}
+		if err := flush(); err != nil {
+			return n, err
+		}
+		if err := d.verify(f, src); err != nil {
+			if rerr := d.reset(); rerr != nil {
+				return n, rerr
+			}
+			return n, err
+		}
+		if err := s.complete(ctx, b, js[n].i, d); err != nil {
+			s.abandon(f, d)
+			closeJobs(js[n+1:])
+			return len(js), err
+		}
+		n++
+		if ctx.Err() != nil {
+			return n, ctx.Err()
+		}
+		if n < len(js) {
+			d, f = js[n].d, b.m.files[js[n].i]
+		}
+	}
+	// The status, which follows the last chunk.
+	stream.RecvMsg(&sink)
+	return n, nil
+}
+
 func (s *Syncer) countReceived(src source, n int64) {
 	if n == 0 {
 		return
 	}
 	s.recvMu.Lock()
 	s.received[src.name] += n
-	s.recvMu.Unlock()
-	kind := "peer"
-	if src.manager {
-		kind = "manager"
+	a := s.recvAttrs[src.name]
+	if a == nil {
+		kind := "peer"
+		if src.manager {
+			kind = "manager"
+		}
+		a = metric.WithAttributeSet(attribute.NewSet(
+			attribute.String("node", s.n.Name()), attribute.String("source", src.name), attribute.String("source.kind", kind)))
+		s.recvAttrs[src.name] = a
 	}
-	s.inst.received.Add(context.Background(), n, metric.WithAttributes(
-		attribute.String("node", s.n.Name()), attribute.String("source", src.name), attribute.String("source.kind", kind)))
+	s.recvMu.Unlock()
+	s.inst.received.Add(context.Background(), n, a)
 }
