@@ -154,6 +154,7 @@ func (s *store) putBlob(r io.Reader, dir string, max int64, what string) (sum [3
 		return sum, n, false, fmt.Errorf("%w: %q grew over %d bytes", ErrTooLarge, what, max)
 	}
 	h.Sum(sum[:0])
+	startWriteback(f)
 	if err = f.Chmod(blobMode); err != nil {
 		return sum, n, false, err
 	}
