@@ -28,7 +28,8 @@ import (
 // and ms-to-first-switched until the first worker switched), the time of
 // the eight copies (ms-eight-copies), their ratio (sync/eight-copies), the
 // ratio of the CPU time the process spent in either phase
-// (cpu-sync/eight-copies: the machine may be shared), how many cores were
+// (cpu-sync/eight-copies: the machine may be shared; cpu-ms-sync and
+// cpu-ms-copies are the CPU times themselves), how many cores were
 // busy in either phase (cores-busy-sync, cores-busy-copies: 2 here means
 // CPU-bound), and the manager's egress: blob bytes it sent over the set
 // size (manager-bytes/set; a star from the manager would be 8) and over set
@@ -107,6 +108,8 @@ func BenchmarkSync(b *testing.B) {
 	b.ReportMetric(float64(copyNs.Milliseconds())/n, "ms-eight-copies")
 	b.ReportMetric(float64(syncNs)/float64(copyNs), "sync/eight-copies")
 	b.ReportMetric(float64(cpuSync)/float64(cpuCopy), "cpu-sync/eight-copies")
+	b.ReportMetric(float64(cpuSync.Milliseconds())/n, "cpu-ms-sync")
+	b.ReportMetric(float64(cpuCopy.Milliseconds())/n, "cpu-ms-copies")
 	b.ReportMetric(float64(cpuSync)/float64(syncNs), "cores-busy-sync")
 	b.ReportMetric(float64(cpuCopy)/float64(copyNs), "cores-busy-copies")
 	b.ReportMetric(sentRatio/n, "manager-bytes/set")
