@@ -121,13 +121,14 @@ func (s *Syncer) fetch(ctx context.Context, m *manifest, b *build, mgrName, mgrE
 	// more creators would only wait for each other. It runs up to a batch
 	// per worker ahead, so that a worker finds a batch ready.
 	jobs := make(chan job, s.opts.Parallel*batchBlobs)
+	partials := s.st.partials()
 	go func() {
 		defer close(jobs)
 		for _, i := range missing {
 			if ctx.Err() != nil {
 				return
 			}
-			d, err := s.openDownload(b, i)
+			d, err := s.openDownload(b, i, partials.mayHave(m.files[i].SHA256))
 			if err != nil {
 				fail(err)
 				return
@@ -179,13 +180,18 @@ type download struct {
 	have   int64
 }
 
-// openDownload opens the file blob f of the build is received into: the
-// partial download of a previous attempt if there is one, else its place
-// in the tree (mode 0644 only, since the tree file becomes the blob).
-func (s *Syncer) openDownload(b *build, i int) (*download, error) {
+// openDownload opens the file blob i of the build is received into: the
+// partial download of a previous attempt if there may be one (partial),
+// else its place in the tree (mode 0644 only, since the tree file becomes
+// the blob).
+func (s *Syncer) openDownload(b *build, i int, partial bool) (*download, error) {
 	f := b.m.files[i]
 	d := &download{h: sha256.New(), name: s.st.partialPath(f.SHA256)}
-	pf, err := os.OpenFile(d.name, os.O_RDWR, 0)
+	var pf *os.File
+	err := fs.ErrNotExist
+	if partial {
+		pf, err = openFile(d.name, os.O_RDWR, 0)
+	}
 	switch {
 	case err == nil:
 		d.f = pf
@@ -208,7 +214,7 @@ func (s *Syncer) openDownload(b *build, i int) (*download, error) {
 	case f.Mode == blobMode:
 		d.name, d.inTree = b.path(i), true
 	}
-	d.f, err = os.OpenFile(d.name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	d.f, err = openFile(d.name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("depsync: %w", err)
 	}

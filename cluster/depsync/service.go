@@ -102,9 +102,9 @@ func (sv *service) Blobs(req *depsyncpb.BlobsRequest, stream depsyncpb.DepSync_B
 // waits up to Options.PeerWait for the blob: that is what lets followers
 // form a distribution tree instead of all fetching from the manager.
 func (s *Syncer) sendBlob(stream grpc.ServerStreamingServer[depsyncpb.Chunk], sum [32]byte, off uint64, want Revision) error {
-	f, err := os.Open(s.st.blobPath(sum))
+	f, err := openFile(s.st.blobPath(sum), os.O_RDONLY, 0)
 	if errors.Is(err, fs.ErrNotExist) && s.waitBlob(stream.Context(), sum, want) {
-		f, err = os.Open(s.st.blobPath(sum))
+		f, err = openFile(s.st.blobPath(sum), os.O_RDONLY, 0)
 	}
 	if errors.Is(err, fs.ErrNotExist) {
 		return status.Errorf(codes.NotFound, "depsync: no blob %x here", sum[:8])
