@@ -30,8 +30,8 @@
 // method Latest) every [Options.PollInterval] and whenever the active
 // manager changes, so a node that joins late or missed the message catches
 // up. A follower fetches the manifest from the active manager, then only
-// the blobs it lacks, in chunks (bounded memory), verifying size and hash
-// of each before it enters the store.
+// the blobs it lacks, in chunks (bounded memory), many small blobs with one
+// call, verifying size and hash of each before it enters the store.
 //
 // Followers fetch from each other: the alive members with a DepSync
 // endpoint, sorted by name, form a tree of degree [Options.FanOut] under the
@@ -41,9 +41,11 @@
 // starts fetching it. The manager thus sends each blob about once,
 // whatever the number of followers.
 //
-// The service ([Syncer.Register]) has three methods, all reads annotated
+// The service ([Syncer.Register]) has four methods, all reads annotated
 // idempotency_level = NO_SIDE_EFFECTS, so role's Guard lets them through on
-// read-only workers: Latest, Manifest and Blob (a server stream).
+// read-only workers: Latest, Manifest, and the server streams Blob (one
+// blob) and Blobs (several, one after another). A follower asks a node that
+// lacks Blobs (an earlier version) for one blob at a time.
 //
 // # The folder
 //

@@ -118,19 +118,17 @@ func (s *Syncer) fetch(ctx context.Context, m *manifest, b *build, mgrName, mgrE
 	fail := func(err error) { once.Do(func() { first = err; cancel() }) }
 	// One goroutine creates the files, in manifest order, ahead of the
 	// workers that fill them: a creation holds its directory's lock, so
-	// more creators would only wait for each other.
-	type job struct {
-		i int
-		d *download
-	}
-	jobs := make(chan job, s.opts.Parallel)
+	// more creators would only wait for each other. It runs up to a batch
+	// per worker ahead, so that a worker finds a batch ready.
+	jobs := make(chan job, s.opts.Parallel*batchBlobs)
+	partials := s.st.partials()
 	go func() {
 		defer close(jobs)
 		for _, i := range missing {
 			if ctx.Err() != nil {
 				return
 			}
-			d, err := s.openDownload(b, i)
+			d, err := s.openDownload(b, i, partials.mayHave(m.files[i].SHA256))
 			if err != nil {
 				fail(err)
 				return
@@ -141,12 +139,25 @@ func (s *Syncer) fetch(ctx context.Context, m *manifest, b *build, mgrName, mgrE
 	var wg sync.WaitGroup
 	for range min(s.opts.Parallel, len(missing)) {
 		wg.Go(func() {
-			for j := range jobs {
+			batch := make([]job, 0, batchBlobs)
+			var carry *job
+			for {
+				batch = batch[:0]
+				if carry != nil {
+					batch, carry = append(batch, *carry), nil
+				} else {
+					j, ok := <-jobs
+					if !ok {
+						return
+					}
+					batch = append(batch, j)
+				}
+				batch, carry = s.fillBatch(b, batch, jobs)
 				if ctx.Err() != nil {
-					j.d.f.Close()
+					closeJobs(batch)
 					continue
 				}
-				if err := s.fetchBlob(ctx, b, j.i, j.d, srcs, m.rev); err != nil {
+				if err := s.fetchJobs(ctx, b, batch, srcs, m.rev); err != nil {
 					fail(err)
 				}
 			}
@@ -169,13 +180,18 @@ type download struct {
 	have   int64
 }
 
-// openDownload opens the file blob f of the build is received into: the
-// partial download of a previous attempt if there is one, else its place
-// in the tree (mode 0644 only, since the tree file becomes the blob).
-func (s *Syncer) openDownload(b *build, i int) (*download, error) {
+// openDownload opens the file blob i of the build is received into: the
+// partial download of a previous attempt if there may be one (partial),
+// else its place in the tree (mode 0644 only, since the tree file becomes
+// the blob).
+func (s *Syncer) openDownload(b *build, i int, partial bool) (*download, error) {
 	f := b.m.files[i]
 	d := &download{h: sha256.New(), name: s.st.partialPath(f.SHA256)}
-	pf, err := os.OpenFile(d.name, os.O_RDWR, 0)
+	var pf *os.File
+	err := fs.ErrNotExist
+	if partial {
+		pf, err = openFile(d.name, os.O_RDWR, 0)
+	}
 	switch {
 	case err == nil:
 		d.f = pf
@@ -198,7 +214,7 @@ func (s *Syncer) openDownload(b *build, i int) (*download, error) {
 	case f.Mode == blobMode:
 		d.name, d.inTree = b.path(i), true
 	}
-	d.f, err = os.OpenFile(d.name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	d.f, err = openFile(d.name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("depsync: %w", err)
 	}
@@ -218,17 +234,17 @@ func (d *download) reset() error {
 	return nil
 }
 
-// fetchBlob fetches blob i of the build into d from the first source that has
-// it; a source that fails falls back to the next, resuming where it
-// stopped. A verified blob enters the store; an unfinished one is kept in
-// partial/ for the next attempt.
-func (s *Syncer) fetchBlob(ctx context.Context, b *build, i int, d *download, srcs []source, rev Revision) error {
+// fetchBlob fetches blob i of the build into d from the first source of
+// srcs that has it; a source that fails falls back to the next, resuming
+// where it stopped. A verified blob enters the store; an unfinished one is
+// kept in partial/ for the next attempt. err is the error of an earlier
+// source, returned if srcs is empty.
+func (s *Syncer) fetchBlob(ctx context.Context, b *build, i int, d *download, srcs []source, rev Revision, err error) error {
 	f := b.m.files[i]
-	var err error
 	for j, src := range srcs {
 		err = s.fetchFrom(ctx, f, d, src, rev)
-		if err == nil && [32]byte(d.h.Sum(nil)) != f.SHA256 {
-			err = fmt.Errorf("%w: %q from %s", ErrHashMismatch, f.Path, src.name)
+		if err == nil {
+			err = d.verify(f, src)
 		}
 		if err == nil || ctx.Err() != nil {
 			break
@@ -250,24 +266,45 @@ func (s *Syncer) fetchBlob(ctx context.Context, b *build, i int, d *download, sr
 		}
 	}
 	if err == nil {
-		err = s.finish(f, d)
+		err = s.complete(ctx, b, i, d)
 		if err == nil {
-			if d.inTree {
-				b.done[i] = true
-			}
-			s.blobDone(f.SHA256)
-			if s.opts.testAfterBlob != nil {
-				s.opts.testAfterBlob(ctx)
-			}
 			return nil
 		}
 	}
+	s.abandon(f, d)
+	return err
+}
+
+// verify checks that d holds blob f, as received from src.
+func (d *download) verify(f File, src source) error {
+	if d.have != f.Size || [32]byte(d.h.Sum(nil)) != f.SHA256 {
+		return fmt.Errorf("%w: %q from %s", ErrHashMismatch, f.Path, src.name)
+	}
+	return nil
+}
+
+// complete puts the verified download d of blob i into the store.
+func (s *Syncer) complete(ctx context.Context, b *build, i int, d *download) error {
+	if err := s.finish(b.m.files[i], d); err != nil {
+		return err
+	}
+	if d.inTree {
+		b.done[i] = true
+	}
+	s.blobDone(b.m.files[i].SHA256)
+	if s.opts.testAfterBlob != nil {
+		s.opts.testAfterBlob(ctx)
+	}
+	return nil
+}
+
+// abandon closes a download that failed, keeping what came for the next
+// round or a restart.
+func (s *Syncer) abandon(f File, d *download) {
 	d.f.Close()
 	if d.inTree && d.have > 0 {
-		// Keep what came for the next round or a restart.
 		os.Rename(d.name, s.st.partialPath(f.SHA256))
 	}
-	return err
 }
 
 // finish puts a verified download into the store.
@@ -374,11 +411,16 @@ func (s *Syncer) countReceived(src source, n int64) {
 	}
 	s.recvMu.Lock()
 	s.received[src.name] += n
-	s.recvMu.Unlock()
-	kind := "peer"
-	if src.manager {
-		kind = "manager"
+	a := s.recvAttrs[src.name]
+	if a == nil {
+		kind := "peer"
+		if src.manager {
+			kind = "manager"
+		}
+		a = metric.WithAttributeSet(attribute.NewSet(
+			attribute.String("node", s.n.Name()), attribute.String("source", src.name), attribute.String("source.kind", kind)))
+		s.recvAttrs[src.name] = a
 	}
-	s.inst.received.Add(context.Background(), n, metric.WithAttributes(
-		attribute.String("node", s.n.Name()), attribute.String("source", src.name), attribute.String("source.kind", kind)))
+	s.recvMu.Unlock()
+	s.inst.received.Add(context.Background(), n, a)
 }

@@ -132,7 +132,7 @@ func (s *Syncer) publish(ctx context.Context, folder string, epoch uint64) (Revi
 		wg.Go(func() {
 			for i := range next {
 				r := &res[i]
-				f, err := os.Open(ents[i].path)
+				f, err := openFile(ents[i].path, os.O_RDONLY, 0)
 				if err != nil {
 					r.err = err
 					continue

@@ -71,6 +71,30 @@ func (s *store) partialPath(sum [32]byte) string {
 	return filepath.Join(s.root, "partial", hex.EncodeToString(sum[:]))
 }
 
+// partialSet is what partial/ held when a fetch started.
+type partialSet struct {
+	sums map[[32]byte]bool
+	all  bool // partial/ could not be listed: any blob may be there
+}
+
+func (p partialSet) mayHave(sum [32]byte) bool { return p.all || p.sums[sum] }
+
+// partials lists partial/ once, so that a fetch looks there only for the
+// blobs an earlier attempt left, not for every blob it lacks.
+func (s *store) partials() partialSet {
+	ents, err := os.ReadDir(filepath.Join(s.root, "partial"))
+	if err != nil {
+		return partialSet{all: true}
+	}
+	p := partialSet{sums: make(map[[32]byte]bool, len(ents))}
+	for _, e := range ents {
+		if b, err := hex.DecodeString(e.Name()); err == nil && len(b) == sha256.Size {
+			p.sums[[32]byte(b)] = true
+		}
+	}
+	return p
+}
+
 func (s *store) treePath(id string) string { return filepath.Join(s.root, "revisions", id) }
 
 func (s *store) currentPath() string { return filepath.Join(s.root, "current") }
@@ -115,7 +139,7 @@ func (s *store) tempFile(prefix string) (*os.File, error) {
 // file made in dir, and returns its hash, its size and whether the blob is
 // new; too many bytes is ErrTooLarge (named by what).
 func (s *store) putBlob(r io.Reader, dir string, max int64, what string) (sum [32]byte, n int64, created bool, err error) {
-	f, err := os.CreateTemp(dir, "blob-")
+	f, err := openFile(filepath.Join(dir, "blob-"+randHex()), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return sum, 0, false, err
 	}
@@ -154,6 +178,7 @@ func (s *store) putBlob(r io.Reader, dir string, max int64, what string) (sum [3
 		return sum, n, false, fmt.Errorf("%w: %q grew over %d bytes", ErrTooLarge, what, max)
 	}
 	h.Sum(sum[:0])
+	startWriteback(f)
 	if err = f.Chmod(blobMode); err != nil {
 		return sum, n, false, err
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
@@ -190,11 +191,16 @@ type Syncer struct {
 	waiters   map[[32]byte][]chan struct{}
 	conns     map[string]*grpc.ClientConn
 	noDepsync map[string]bool // endpoints that answered Unimplemented
+	noBatchEp map[string]bool // endpoints that answered Unimplemented to Blobs
 	closed    bool
 
 	sent     atomic.Int64
 	recvMu   sync.Mutex
 	received map[string]int64
+	// The metric attributes of a node's counters, built once: building an
+	// attribute set sorts and hashes it, which per blob adds up.
+	sentAttrs metric.MeasurementOption
+	recvAttrs map[string]metric.MeasurementOption // by source name, under recvMu
 }
 
 // New opens the synchronizer's folder (creating it), reconciles the current
@@ -226,7 +232,10 @@ func New(n *cluster.Node, opts Options) (*Syncer, error) {
 		waiters:   make(map[[32]byte][]chan struct{}),
 		conns:     make(map[string]*grpc.ClientConn),
 		noDepsync: make(map[string]bool),
+		noBatchEp: make(map[string]bool),
 		received:  make(map[string]int64),
+		recvAttrs: make(map[string]metric.MeasurementOption),
+		sentAttrs: metric.WithAttributeSet(attribute.NewSet(attribute.String("node", n.Name()))),
 	}
 	if s.inst, err = newInstruments(opts.MeterProvider); err != nil {
 		return nil, err

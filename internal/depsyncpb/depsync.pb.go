@@ -422,6 +422,79 @@ func (x *BlobRequest) GetSeq() uint64 {
 	return 0
 }
 
+type BlobsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// sha256 lists the blobs in the order they are sent: each whole, after
+	// the one before it.
+	Sha256 [][]byte `protobuf:"bytes,1,rep,name=sha256,proto3" json:"sha256,omitempty"`
+	// offset resumes a partial download of the first blob.
+	Offset uint64 `protobuf:"varint,2,opt,name=offset,proto3" json:"offset,omitempty"`
+	// epoch and seq name the revision the caller is fetching, as in
+	// BlobRequest.
+	Epoch         uint64 `protobuf:"varint,3,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Seq           uint64 `protobuf:"varint,4,opt,name=seq,proto3" json:"seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BlobsRequest) Reset() {
+	*x = BlobsRequest{}
+	mi := &file_depsync_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BlobsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BlobsRequest) ProtoMessage() {}
+
+func (x *BlobsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_depsync_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BlobsRequest.ProtoReflect.Descriptor instead.
+func (*BlobsRequest) Descriptor() ([]byte, []int) {
+	return file_depsync_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *BlobsRequest) GetSha256() [][]byte {
+	if x != nil {
+		return x.Sha256
+	}
+	return nil
+}
+
+func (x *BlobsRequest) GetOffset() uint64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+func (x *BlobsRequest) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *BlobsRequest) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
 type Chunk struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Data          []byte                 `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
@@ -431,7 +504,7 @@ type Chunk struct {
 
 func (x *Chunk) Reset() {
 	*x = Chunk{}
-	mi := &file_depsync_proto_msgTypes[6]
+	mi := &file_depsync_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -443,7 +516,7 @@ func (x *Chunk) String() string {
 func (*Chunk) ProtoMessage() {}
 
 func (x *Chunk) ProtoReflect() protoreflect.Message {
-	mi := &file_depsync_proto_msgTypes[6]
+	mi := &file_depsync_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -456,7 +529,7 @@ func (x *Chunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Chunk.ProtoReflect.Descriptor instead.
 func (*Chunk) Descriptor() ([]byte, []int) {
-	return file_depsync_proto_rawDescGZIP(), []int{6}
+	return file_depsync_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Chunk) GetData() []byte {
@@ -497,13 +570,19 @@ const file_depsync_proto_rawDesc = "" +
 	"\x06sha256\x18\x01 \x01(\fR\x06sha256\x12\x16\n" +
 	"\x06offset\x18\x02 \x01(\x04R\x06offset\x12\x14\n" +
 	"\x05epoch\x18\x03 \x01(\x04R\x05epoch\x12\x10\n" +
+	"\x03seq\x18\x04 \x01(\x04R\x03seq\"f\n" +
+	"\fBlobsRequest\x12\x16\n" +
+	"\x06sha256\x18\x01 \x03(\fR\x06sha256\x12\x16\n" +
+	"\x06offset\x18\x02 \x01(\x04R\x06offset\x12\x14\n" +
+	"\x05epoch\x18\x03 \x01(\x04R\x05epoch\x12\x10\n" +
 	"\x03seq\x18\x04 \x01(\x04R\x03seq\"\x1b\n" +
 	"\x05Chunk\x12\x12\n" +
-	"\x04data\x18\x01 \x01(\fR\x04data2\xfe\x01\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data2\xc9\x02\n" +
 	"\aDepSync\x12P\n" +
 	"\x06Latest\x12 .carbon.depsync.v1.LatestRequest\x1a\x1f.carbon.depsync.v1.RevisionInfo\"\x03\x90\x02\x01\x12X\n" +
 	"\bManifest\x12\".carbon.depsync.v1.ManifestRequest\x1a#.carbon.depsync.v1.RevisionManifest\"\x03\x90\x02\x01\x12G\n" +
-	"\x04Blob\x12\x1e.carbon.depsync.v1.BlobRequest\x1a\x18.carbon.depsync.v1.Chunk\"\x03\x90\x02\x010\x01B0Z.github.com/carbonkit/carbon/internal/depsyncpbb\x06proto3"
+	"\x04Blob\x12\x1e.carbon.depsync.v1.BlobRequest\x1a\x18.carbon.depsync.v1.Chunk\"\x03\x90\x02\x010\x01\x12I\n" +
+	"\x05Blobs\x12\x1f.carbon.depsync.v1.BlobsRequest\x1a\x18.carbon.depsync.v1.Chunk\"\x03\x90\x02\x010\x01B0Z.github.com/carbonkit/carbon/internal/depsyncpbb\x06proto3"
 
 var (
 	file_depsync_proto_rawDescOnce sync.Once
@@ -517,7 +596,7 @@ func file_depsync_proto_rawDescGZIP() []byte {
 	return file_depsync_proto_rawDescData
 }
 
-var file_depsync_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_depsync_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_depsync_proto_goTypes = []any{
 	(*RevisionInfo)(nil),     // 0: carbon.depsync.v1.RevisionInfo
 	(*LatestRequest)(nil),    // 1: carbon.depsync.v1.LatestRequest
@@ -525,18 +604,21 @@ var file_depsync_proto_goTypes = []any{
 	(*File)(nil),             // 3: carbon.depsync.v1.File
 	(*RevisionManifest)(nil), // 4: carbon.depsync.v1.RevisionManifest
 	(*BlobRequest)(nil),      // 5: carbon.depsync.v1.BlobRequest
-	(*Chunk)(nil),            // 6: carbon.depsync.v1.Chunk
+	(*BlobsRequest)(nil),     // 6: carbon.depsync.v1.BlobsRequest
+	(*Chunk)(nil),            // 7: carbon.depsync.v1.Chunk
 }
 var file_depsync_proto_depIdxs = []int32{
 	3, // 0: carbon.depsync.v1.RevisionManifest.files:type_name -> carbon.depsync.v1.File
 	1, // 1: carbon.depsync.v1.DepSync.Latest:input_type -> carbon.depsync.v1.LatestRequest
 	2, // 2: carbon.depsync.v1.DepSync.Manifest:input_type -> carbon.depsync.v1.ManifestRequest
 	5, // 3: carbon.depsync.v1.DepSync.Blob:input_type -> carbon.depsync.v1.BlobRequest
-	0, // 4: carbon.depsync.v1.DepSync.Latest:output_type -> carbon.depsync.v1.RevisionInfo
-	4, // 5: carbon.depsync.v1.DepSync.Manifest:output_type -> carbon.depsync.v1.RevisionManifest
-	6, // 6: carbon.depsync.v1.DepSync.Blob:output_type -> carbon.depsync.v1.Chunk
-	4, // [4:7] is the sub-list for method output_type
-	1, // [1:4] is the sub-list for method input_type
+	6, // 4: carbon.depsync.v1.DepSync.Blobs:input_type -> carbon.depsync.v1.BlobsRequest
+	0, // 5: carbon.depsync.v1.DepSync.Latest:output_type -> carbon.depsync.v1.RevisionInfo
+	4, // 6: carbon.depsync.v1.DepSync.Manifest:output_type -> carbon.depsync.v1.RevisionManifest
+	7, // 7: carbon.depsync.v1.DepSync.Blob:output_type -> carbon.depsync.v1.Chunk
+	7, // 8: carbon.depsync.v1.DepSync.Blobs:output_type -> carbon.depsync.v1.Chunk
+	5, // [5:9] is the sub-list for method output_type
+	1, // [1:5] is the sub-list for method input_type
 	1, // [1:1] is the sub-list for extension type_name
 	1, // [1:1] is the sub-list for extension extendee
 	0, // [0:1] is the sub-list for field type_name
@@ -553,7 +635,7 @@ func file_depsync_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_depsync_proto_rawDesc), len(file_depsync_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   7,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -26,6 +26,7 @@ const (
 	DepSync_Latest_FullMethodName   = "/carbon.depsync.v1.DepSync/Latest"
 	DepSync_Manifest_FullMethodName = "/carbon.depsync.v1.DepSync/Manifest"
 	DepSync_Blob_FullMethodName     = "/carbon.depsync.v1.DepSync/Blob"
+	DepSync_Blobs_FullMethodName    = "/carbon.depsync.v1.DepSync/Blobs"
 )
 
 // DepSyncClient is the client API for DepSync service.
@@ -42,6 +43,12 @@ type DepSyncClient interface {
 	// Blob streams a blob from an offset in chunks, NotFound if the node
 	// lacks it.
 	Blob(ctx context.Context, in *BlobRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Chunk], error)
+	// Blobs streams several blobs with one call, one after another in the
+	// order asked, each as Blob streams it (no Chunk holds bytes of two
+	// blobs); the caller splits the stream by the sizes its manifest gives.
+	// A blob the node lacks ends the stream with NotFound after the ones
+	// before it.
+	Blobs(ctx context.Context, in *BlobsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Chunk], error)
 }
 
 type depSyncClient struct {
@@ -91,6 +98,25 @@ func (c *depSyncClient) Blob(ctx context.Context, in *BlobRequest, opts ...grpc.
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type DepSync_BlobClient = grpc.ServerStreamingClient[Chunk]
 
+func (c *depSyncClient) Blobs(ctx context.Context, in *BlobsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Chunk], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &DepSync_ServiceDesc.Streams[1], DepSync_Blobs_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[BlobsRequest, Chunk]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type DepSync_BlobsClient = grpc.ServerStreamingClient[Chunk]
+
 // DepSyncServer is the server API for DepSync service.
 // All implementations must embed UnimplementedDepSyncServer
 // for forward compatibility.
@@ -105,6 +131,12 @@ type DepSyncServer interface {
 	// Blob streams a blob from an offset in chunks, NotFound if the node
 	// lacks it.
 	Blob(*BlobRequest, grpc.ServerStreamingServer[Chunk]) error
+	// Blobs streams several blobs with one call, one after another in the
+	// order asked, each as Blob streams it (no Chunk holds bytes of two
+	// blobs); the caller splits the stream by the sizes its manifest gives.
+	// A blob the node lacks ends the stream with NotFound after the ones
+	// before it.
+	Blobs(*BlobsRequest, grpc.ServerStreamingServer[Chunk]) error
 	mustEmbedUnimplementedDepSyncServer()
 }
 
@@ -123,6 +155,9 @@ func (UnimplementedDepSyncServer) Manifest(context.Context, *ManifestRequest) (*
 }
 func (UnimplementedDepSyncServer) Blob(*BlobRequest, grpc.ServerStreamingServer[Chunk]) error {
 	return status.Errorf(codes.Unimplemented, "method Blob not implemented")
+}
+func (UnimplementedDepSyncServer) Blobs(*BlobsRequest, grpc.ServerStreamingServer[Chunk]) error {
+	return status.Errorf(codes.Unimplemented, "method Blobs not implemented")
 }
 func (UnimplementedDepSyncServer) mustEmbedUnimplementedDepSyncServer() {}
 func (UnimplementedDepSyncServer) testEmbeddedByValue()                 {}
@@ -192,6 +227,17 @@ func _DepSync_Blob_Handler(srv interface{}, stream grpc.ServerStream) error {
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type DepSync_BlobServer = grpc.ServerStreamingServer[Chunk]
 
+func _DepSync_Blobs_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(BlobsRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(DepSyncServer).Blobs(m, &grpc.GenericServerStream[BlobsRequest, Chunk]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type DepSync_BlobsServer = grpc.ServerStreamingServer[Chunk]
+
 // DepSync_ServiceDesc is the grpc.ServiceDesc for DepSync service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -212,6 +258,11 @@ var DepSync_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "Blob",
 			Handler:       _DepSync_Blob_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "Blobs",
+			Handler:       _DepSync_Blobs_Handler,
 			ServerStreams: true,
 		},
 	},
