@@ -229,7 +229,11 @@ func (l *lease) pingAll(targets []Member) <-chan int {
 }
 
 // higherClaim reports whether serf's members hold an alive manager of this
-// node's sub-domain whose valid claim beats this node's.
+// node's sub-domain whose valid claim beats this node's. It reads serf's
+// members, fresher than the loop's view, so with a trust root their claims
+// are not checked yet: it errs towards counting them (a false "higher"
+// only delays the renewal) except for members that can never be managers:
+// no identity endpoint, or a proof of their identity already failed.
 func (n *Node) higherClaim() bool {
 	own := n.currentClaim()
 	ms := n.serf.Members()
@@ -241,11 +245,31 @@ func (n *Node) higherClaim() bool {
 		if !ok || !isManager(&m) || m.SubDomain != n.cfg.SubDomain || m.ManagerMode != ActivePassive {
 			continue
 		}
+		if n.ver != nil && n.provenNotManager(&m) {
+			continue
+		}
 		if validClaim(m.Claim) && (m.Claim > own || (m.Claim == own && m.Name < n.cfg.NodeName)) {
 			return true
 		}
 	}
 	return false
+}
+
+// provenNotManager reports whether m, as serf's tags give it, is a member
+// this node's trust root refuses as a manager: it gives no identity
+// endpoint, or the view holds it, at the same address and identity, with
+// a failed proof. Any goroutine.
+func (n *Node) provenNotManager(m *Member) bool {
+	key, ok := n.ver.keyOf(m)
+	if !ok {
+		return true
+	}
+	vm, ok := n.View().Member(m.Name)
+	if !ok || !vm.refused {
+		return false
+	}
+	vkey, ok := n.ver.keyOf(&vm)
+	return ok && vkey == key
 }
 
 // currentClaim is the node's own claim epoch, 0 if it does not claim.

@@ -96,11 +96,15 @@ type Member struct {
 	// sub-domain and name: TrustOff when this node has no trust root.
 	Trust TrustState
 
-	// As the member's tags say, before this node's checks: the claim, its
-	// signature and the identity endpoint's port (trust on).
+	// As the member's tags say, before this node's checks: the claim, the
+	// signed claim and the secret that opens it, and the identity
+	// endpoint's port (trust on). refused: this node's proof of the
+	// member's identity failed, or its certificate expired.
 	rawClaim  uint64
 	claimSig  string
+	claimKey  string
 	identPort int
+	refused   bool
 	// Revision is the artifact revision the member runs, as it reports it
 	// ([Node.SetRevision]; package depsync does); meaningful only when
 	// HasRevision is set.
@@ -129,7 +133,8 @@ func (m *Member) equal(o *Member) bool {
 	return m.Name == o.Name && m.Domain == o.Domain && m.SubDomain == o.SubDomain && m.Role == o.Role &&
 		m.Observer == o.Observer && m.ManagerMode == o.ManagerMode && m.Addr == o.Addr &&
 		m.Status == o.Status && m.State == o.State && m.Claim == o.Claim && m.Trust == o.Trust &&
-		m.rawClaim == o.rawClaim && m.claimSig == o.claimSig && m.identPort == o.identPort &&
+		m.rawClaim == o.rawClaim && m.claimSig == o.claimSig && m.claimKey == o.claimKey &&
+		m.identPort == o.identPort && m.refused == o.refused &&
 		m.Revision == o.Revision && m.HasRevision == o.HasRevision &&
 		maps.Equal(m.Endpoints, o.Endpoints) && maps.Equal(m.Properties, o.Properties)
 }
@@ -179,7 +184,7 @@ func memberFromSerf(sm *serf.Member) (Member, bool) {
 	m.Endpoints, _ = tags.DecodeMap(t[tags.KeyEndpoints], host)
 	m.Properties, _ = tags.DecodeMap(t[tags.KeyProps], "")
 	m.Claim, _ = tags.DecodeEpoch(t[tags.KeyClaim])
-	m.rawClaim, m.claimSig = m.Claim, t[tags.KeyClaimSig]
+	m.rawClaim, m.claimSig, m.claimKey = m.Claim, t[tags.KeyClaimSig], t[tags.KeyClaimKey]
 	if p, err := strconv.Atoi(t[tags.KeyIdentity]); err == nil && p > 0 && p < 65536 {
 		m.identPort = p
 	}

@@ -107,12 +107,12 @@ type Node struct {
 	lease  *lease
 
 	// ver proves members' identities when Config.Trust is set (nil
-	// otherwise); sig caches the signature of the claim, guarded by mu.
-	ver *verifier
-	sig struct {
-		epoch, gen uint64
-		value      string
-	}
+	// otherwise). signed is this node's signed claim (trust on): for the
+	// epoch it claims, or else for next, the epoch it would claim next;
+	// both guarded by mu.
+	ver    *verifier
+	signed signedClaim
+	next   uint64
 	// revision is what SetRevision reported, nil if nothing; guarded by mu.
 	revision *RevisionID
 }

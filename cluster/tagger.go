@@ -27,10 +27,8 @@ func (n *Node) tagsLocked() map[string]string {
 	}
 	if n.claim != 0 {
 		t[tags.KeyClaim] = tags.EncodeEpoch(n.claim)
-		if n.ver != nil {
-			t[tags.KeyClaimSig] = n.signClaimLocked()
-		}
 	}
+	n.signedClaimTagsLocked(t)
 	if n.ver != nil {
 		t[tags.KeyIdentity] = strconv.Itoa(n.ver.port())
 	}

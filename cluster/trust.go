@@ -3,7 +3,6 @@ package cluster
 import (
 	"context"
 	"crypto"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"net"
@@ -120,6 +119,7 @@ type verdict struct {
 	pub      crypto.PublicKey
 	notAfter time.Time
 	err      error
+	claim    checkedClaim // the member's last signed claim that verified with pub
 }
 
 // verifier proves members' identities off the event loop: the loop asks
@@ -137,10 +137,11 @@ type verifier struct {
 	results chan verdict
 
 	// loop-owned
-	verdicts map[string]verdict
-	accepted map[string]uint64 // the last claim epoch accepted from each member
-	retries  map[string]time.Duration
-	nonces   map[[16]byte]time.Time // control requests seen, until they expire
+	verdicts  map[string]verdict
+	accepted  map[string]uint64 // the last claim epoch accepted from each member
+	badClaims map[string]string // the last signed claim of each member that did not verify
+	retries   map[string]time.Duration
+	nonces    map[[16]byte]time.Time // control requests seen, until they expire
 }
 
 func newVerifier(n *Node, lis net.Listener) *verifier {
@@ -148,8 +149,9 @@ func newVerifier(n *Node, lis net.Listener) *verifier {
 		n: n, src: n.cfg.Trust, srv: trust.ServeIdentity(lis, n.cfg.Trust),
 		pending: map[string]proofKey{}, running: map[string]proofKey{},
 		wake: make(chan struct{}, 1), results: make(chan verdict, 64),
-		verdicts: map[string]verdict{}, accepted: map[string]uint64{}, retries: map[string]time.Duration{},
-		nonces: map[[16]byte]time.Time{},
+		verdicts: map[string]verdict{}, accepted: map[string]uint64{}, badClaims: map[string]string{},
+		retries: map[string]time.Duration{},
+		nonces:  map[[16]byte]time.Time{},
 	}
 }
 
@@ -290,7 +292,7 @@ func (v *verifier) keyOf(m *Member) (proofKey, bool) {
 // annotate sets m.Trust and m.Claim from the verdicts, asking for the
 // proofs it lacks. Loop only.
 func (v *verifier) annotate(m *Member) {
-	m.Trust, m.Claim = TrustUnverified, 0
+	m.Trust, m.Claim, m.refused = TrustUnverified, 0, false
 	key, ok := v.keyOf(m)
 	if !ok {
 		return
@@ -301,30 +303,11 @@ func (v *verifier) annotate(m *Member) {
 		return
 	}
 	if vd.err != nil || !time.Now().Before(vd.notAfter) {
+		m.refused = true
 		return
 	}
 	m.Trust = TrustVerified
-	if m.rawClaim == 0 {
-		return
-	}
-	sig, err := base64.RawStdEncoding.DecodeString(m.claimSig)
-	if err == nil {
-		err = trust.VerifyClaim(vd.pub, sig, m.Domain, m.SubDomain, m.Name, m.rawClaim)
-	}
-	if err == nil {
-		m.Claim = m.rawClaim
-		v.accepted[m.Name] = m.rawClaim
-		return
-	}
-	if v.accepted[m.Name] == m.rawClaim {
-		// The claim was accepted before: the member re-signed it with a
-		// rotated key. Keep it while its new certificate is proven.
-		m.Claim = m.rawClaim
-		v.ask(m.Name, key)
-		delete(v.verdicts, m.Name)
-		return
-	}
-	v.n.log.Warn("trust: ignoring a claim without a valid signature", "member", m.Name, "epoch", m.rawClaim, "err", err)
+	v.annotateClaim(m, vd)
 }
 
 // undecided reports whether a member that says it is a live manager of
@@ -430,23 +413,8 @@ func (v *verifier) reproveAll() {
 func (v *verifier) forget(name string) {
 	delete(v.verdicts, name)
 	delete(v.accepted, name)
+	delete(v.badClaims, name)
 	delete(v.retries, name)
-}
-
-// signClaim returns the tag value signing the node's claim, caching it
-// per epoch and certificate generation. n.mu must be held.
-func (n *Node) signClaimLocked() string {
-	gen := n.cfg.Trust.Generation()
-	if n.sig.epoch == n.claim && n.sig.gen == gen && n.sig.value != "" {
-		return n.sig.value
-	}
-	sig, err := trust.SignClaim(n.cfg.Trust, n.cfg.Domain, n.cfg.SubDomain, n.cfg.NodeName, n.claim)
-	if err != nil {
-		n.log.Error("trust: cannot sign the claim", "err", err)
-		return ""
-	}
-	n.sig.epoch, n.sig.gen, n.sig.value = n.claim, gen, base64.RawStdEncoding.EncodeToString(sig)
-	return n.sig.value
 }
 
 // selfTrust is the node's own trust state: verified while its certificate

@@ -156,9 +156,11 @@ func TestRogueManagerNeverElected(t *testing.T) {
 				lis = &countingListener{Listener: l}
 				srv := trust.ServeIdentity(lis, ws)
 				t.Cleanup(func() { srv.Close() })
-				sig, _ := trust.SignClaim(ws, d.domain, "mgt", "rogue", claim)
+				secret, seal, _ := trust.NewClaimSecret()
+				sig, _ := trust.SignClaim(ws, d.domain, "mgt", "rogue", claim, seal)
 				tg[tags.KeyIdentity] = strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
-				tg[tags.KeyClaimSig] = base64.RawStdEncoding.EncodeToString(sig)
+				tg[tags.KeyClaimSig] = tags.EncodeSignedClaim(claim, seal, sig)
+				tg[tags.KeyClaimKey] = base64.RawStdEncoding.EncodeToString(secret)
 			}
 			rogue(t, "rogue", trustKey, tg, addrOf(m1))
 			waitFor(t, 10*time.Second, "the rogue in every view, unverified", func() bool {
@@ -190,6 +192,11 @@ func TestRogueManagerNeverElected(t *testing.T) {
 				if strings.HasSuffix(s, " rogue") {
 					t.Errorf("a view named the rogue active: %s", s)
 				}
+			}
+			// Nor would the forged claim stop m1 renewing its lease after
+			// a lapse (the lease reads serf's members, before the loop).
+			if m1.higherClaim() {
+				t.Error("m1's lease would take the rogue's claim for a higher one")
 			}
 		})
 	}

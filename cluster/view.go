@@ -76,6 +76,14 @@ func (n *Node) recompute(mayClaim bool) time.Duration {
 			if claim != 0 && n.lease != nil {
 				n.lease.poke()
 			}
+			n.setNextLocked(n.ls.maxSeen[self.SubDomain])
+			select {
+			case n.tagCh <- struct{}{}:
+			default:
+			}
+		} else if n.setNextLocked(n.ls.maxSeen[self.SubDomain]) {
+			// A stand-by signs the claim it would make next ahead of it
+			// (signedclaim.go).
 			select {
 			case n.tagCh <- struct{}{}:
 			default:

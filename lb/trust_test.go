@@ -74,12 +74,14 @@ func TestWritesNeverReachAnUnverifiedManager(t *testing.T) {
 	is := trust.ServeIdentity(il, ws)
 	defer is.Close()
 	claim := epoch + 5<<16
-	sig, _ := trust.SignClaim(ws, domain, "mgt", "rogue", claim)
+	secret, seal, _ := trust.NewClaimSecret()
+	sig, _ := trust.SignClaim(ws, domain, "mgt", "rogue", claim, seal)
 	tg := map[string]string{
 		tags.KeyDomain: domain, tags.KeyRole: tags.RoleManager, tags.KeySubDomain: "mgt",
 		tags.KeyState: tags.StateServing, tags.KeyClaim: tags.EncodeEpoch(claim),
 		tags.KeyIdentity:  strconv.Itoa(il.Addr().(*net.TCPAddr).Port),
-		tags.KeyClaimSig:  base64.RawStdEncoding.EncodeToString(sig),
+		tags.KeyClaimSig:  tags.EncodeSignedClaim(claim, seal, sig),
+		tags.KeyClaimKey:  base64.RawStdEncoding.EncodeToString(secret),
 		tags.KeyEndpoints: tags.EncodeMap(map[string]string{"grpc": gl.Addr().String()}, ""),
 	}
 	rogue := rawSerf(t, "rogue", tg, m1.node.Self().Addr)

@@ -17,7 +17,9 @@
 //     matches its tags, and elects, counts toward quorum and routes to
 //     verified members only;
 //   - the active manager's claim carries a signature by its key over
-//     domain, sub-domain, node name and epoch ([SignClaim], [VerifyClaim]);
+//     domain, sub-domain, node name, epoch and the seal of a secret
+//     ([SignClaim], [VerifyClaim]); it is signed ahead and takes effect
+//     when the claimant reveals the secret ([NewClaimSecret], [Opens]);
 //   - artifact revisions carry the publisher's certificate chain and a
 //     signature ([SignRevision], [VerifyRevision]); a follower checks that
 //     the chain leads to the domain's CA and names a manager;

@@ -26,9 +26,11 @@ func ExampleNewCA() {
 
 	id, leaf, err := trust.Verify(context.Background(), lis.Addr().String(), w1)
 	fmt.Println(id, err)
-	sig, _ := trust.SignClaim(m1, "demo", "mgt", "m1", 7)
-	fmt.Println(trust.VerifyClaim(leaf.PublicKey, sig, "demo", "mgt", "m1", 7))
+	// m1 signs its next claim ahead and reveals the secret when it claims.
+	secret, seal, _ := trust.NewClaimSecret()
+	sig, _ := trust.SignClaim(m1, "demo", "mgt", "m1", 7, seal)
+	fmt.Println(trust.VerifyClaim(leaf.PublicKey, sig, "demo", "mgt", "m1", 7, seal), trust.Opens(seal, secret))
 	// Output:
 	// spiffe://demo/mgt/manager/m1 <nil>
-	// <nil>
+	// <nil> true
 }

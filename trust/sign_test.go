@@ -10,7 +10,11 @@ import (
 func TestClaimSignature(t *testing.T) {
 	ca := mustCA(t, "d.test")
 	m1 := mustSource(t, ca, mgr("m1"))
-	sig, err := SignClaim(m1, "d.test", "mgt", "m1", 42)
+	secret, seal, err := NewClaimSecret()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig, err := SignClaim(m1, "d.test", "mgt", "m1", 42, seal)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -18,23 +22,33 @@ func TestClaimSignature(t *testing.T) {
 		t.Fatalf("claim signature is %d characters in base64, too big for a tag", n)
 	}
 	pub := m1.Leaf().PublicKey
-	if err := VerifyClaim(pub, sig, "d.test", "mgt", "m1", 42); err != nil {
+	if err := VerifyClaim(pub, sig, "d.test", "mgt", "m1", 42, seal); err != nil {
 		t.Fatal(err)
 	}
 	for name, f := range map[string]func() error{
-		"epoch":      func() error { return VerifyClaim(pub, sig, "d.test", "mgt", "m1", 43) },
-		"name":       func() error { return VerifyClaim(pub, sig, "d.test", "mgt", "m2", 42) },
-		"sub-domain": func() error { return VerifyClaim(pub, sig, "d.test", "mgt2", "m1", 42) },
-		"domain":     func() error { return VerifyClaim(pub, sig, "e.test", "mgt", "m1", 42) },
+		"epoch":      func() error { return VerifyClaim(pub, sig, "d.test", "mgt", "m1", 43, seal) },
+		"name":       func() error { return VerifyClaim(pub, sig, "d.test", "mgt", "m2", 42, seal) },
+		"sub-domain": func() error { return VerifyClaim(pub, sig, "d.test", "mgt2", "m1", 42, seal) },
+		"domain":     func() error { return VerifyClaim(pub, sig, "e.test", "mgt", "m1", 42, seal) },
+		"seal":       func() error { return VerifyClaim(pub, sig, "d.test", "mgt", "m1", 42, Seal([]byte("another secret"))) },
 		// Field boundaries are part of the message: moving a byte from
 		// one field to the next changes it.
-		"boundaries": func() error { return VerifyClaim(pub, sig, "d.test", "mg", "tm1", 42) },
+		"boundaries": func() error { return VerifyClaim(pub, sig, "d.test", "mg", "tm1", 42, seal) },
 		"other key": func() error {
-			return VerifyClaim(mustSource(t, ca, mgr("m2")).Leaf().PublicKey, sig, "d.test", "mgt", "m1", 42)
+			return VerifyClaim(mustSource(t, ca, mgr("m2")).Leaf().PublicKey, sig, "d.test", "mgt", "m1", 42, seal)
 		},
 	} {
 		if err := f(); err == nil || !strings.Contains(err.Error(), "bad signature") {
 			t.Errorf("tampered %s: %v", name, err)
+		}
+	}
+	if !Opens(seal, secret) {
+		t.Error("the secret does not open its own seal")
+	}
+	other, _, _ := NewClaimSecret()
+	for name, s := range map[string][]byte{"another secret": other, "no secret": nil, "the seal itself": seal} {
+		if Opens(seal, s) {
+			t.Errorf("%s opens the seal", name)
 		}
 	}
 }
@@ -78,7 +92,7 @@ func TestRevisionSignature(t *testing.T) {
 func TestPurposesAreSeparate(t *testing.T) {
 	ca := mustCA(t, "d.test")
 	m1 := mustSource(t, ca, mgr("m1"))
-	claim, _ := SignClaim(m1, "d.test", "mgt", "m1", 1)
+	claim, _ := SignClaim(m1, "d.test", "mgt", "m1", 1, nil)
 	r := Revision{Domain: "d.test", SubDomain: "mgt", Epoch: 1}
 	var chain [][]byte
 	for _, c := range m1.Chain() {
@@ -88,7 +102,7 @@ func TestPurposesAreSeparate(t *testing.T) {
 		t.Error("a claim signature verified as a revision signature")
 	}
 	rev, _ := SignRevision(m1, r)
-	if err := VerifyClaim(m1.Leaf().PublicKey, rev.Sig, "d.test", "mgt", "m1", 1); err == nil {
+	if err := VerifyClaim(m1.Leaf().PublicKey, rev.Sig, "d.test", "mgt", "m1", 1, nil); err == nil {
 		t.Error("a revision signature verified as a claim signature")
 	}
 }
@@ -118,7 +132,7 @@ func TestControlSignature(t *testing.T) {
 			t.Errorf("tampered %s: %v", name, err)
 		}
 	}
-	claim, _ := SignClaim(m1, "d.test", "mgt", "m1", 1)
+	claim, _ := SignClaim(m1, "d.test", "mgt", "m1", 1, nil)
 	if err := VerifyControl(pub, claim, c); err == nil {
 		t.Error("a claim signature verified as a control request")
 	}

@@ -2,6 +2,7 @@ package tags
 
 import (
 	"bytes"
+	"encoding/base64"
 	"fmt"
 	"net"
 	"net/url"
@@ -25,7 +26,8 @@ const (
 	KeyEndpoints = "e" // url-encoded name=addr pairs; addr ":port" means the member's own host
 	KeyProps     = "p" // url-encoded properties
 	KeyIdentity  = "i" // port of the identity endpoint (trust on), base 10
-	KeyClaimSig  = "c" // signature of the claim (trust on), unpadded base64
+	KeyClaimSig  = "c" // the signed claim (trust on): "<epoch>.<seal>.<signature>", epoch in base 36, the others unpadded base64
+	KeyClaimKey  = "k" // the secret that opens the seal of c, unpadded base64; present only while claiming
 	KeyRevision  = "v" // artifact revision the member runs, "<epoch>-<seq>" in base 36; absent when it reports none
 )
 
@@ -111,6 +113,30 @@ func DecodeMap(s, host string) (map[string]string, error) {
 
 // EncodeEpoch formats an epoch compactly (base 36).
 func EncodeEpoch(e uint64) string { return strconv.FormatUint(e, 36) }
+
+// EncodeSignedClaim writes the value of KeyClaimSig.
+func EncodeSignedClaim(epoch uint64, seal, sig []byte) string {
+	return EncodeEpoch(epoch) + "." + base64.RawStdEncoding.EncodeToString(seal) + "." + base64.RawStdEncoding.EncodeToString(sig)
+}
+
+// DecodeSignedClaim parses a value written by EncodeSignedClaim.
+func DecodeSignedClaim(s string) (epoch uint64, seal, sig []byte, err error) {
+	e, rest, ok1 := strings.Cut(s, ".")
+	sl, sg, ok2 := strings.Cut(rest, ".")
+	if !ok1 || !ok2 {
+		return 0, nil, nil, fmt.Errorf("signed claim %q: want <epoch>.<seal>.<signature>", s)
+	}
+	if epoch, err = DecodeEpoch(e); err != nil {
+		return 0, nil, nil, fmt.Errorf("signed claim: epoch %q: %w", e, err)
+	}
+	if seal, err = base64.RawStdEncoding.DecodeString(sl); err != nil {
+		return 0, nil, nil, fmt.Errorf("signed claim: seal: %w", err)
+	}
+	if sig, err = base64.RawStdEncoding.DecodeString(sg); err != nil {
+		return 0, nil, nil, fmt.Errorf("signed claim: signature: %w", err)
+	}
+	return epoch, seal, sig, nil
+}
 
 // DecodeEpoch parses an epoch written by EncodeEpoch; "" is 0.
 func DecodeEpoch(s string) (uint64, error) {

@@ -32,6 +32,23 @@ func TestEpoch(t *testing.T) {
 	}
 }
 
+func TestSignedClaim(t *testing.T) {
+	seal, sig := []byte("0123456789abcdef"), make([]byte, 64)
+	v := EncodeSignedClaim(1<<40|7, seal, sig)
+	if len(v) > 120 {
+		t.Fatalf("a signed claim takes %d bytes of the %d a member's tags may", len(v), MaxSize)
+	}
+	e, gotSeal, gotSig, err := DecodeSignedClaim(v)
+	if err != nil || e != 1<<40|7 || !reflect.DeepEqual(gotSeal, seal) || !reflect.DeepEqual(gotSig, sig) {
+		t.Fatalf("round trip of %q: %d %x %x %v", v, e, gotSeal, gotSig, err)
+	}
+	for _, bad := range []string{"", "12", "12.abc", "!.AAAA.AAAA", "12.*.AAAA", "12.AAAA.*"} {
+		if _, _, _, err := DecodeSignedClaim(bad); err == nil {
+			t.Errorf("malformed signed claim %q accepted", bad)
+		}
+	}
+}
+
 func TestSizeGrows(t *testing.T) {
 	small := Size(map[string]string{"d": "x"})
 	big := Size(map[string]string{"d": string(make([]byte, 600))})
