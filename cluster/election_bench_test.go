@@ -72,11 +72,12 @@ func other(name string) string {
 
 // BenchmarkHandOver: 2 managers and 8 workers on loopback with the fast
 // profile; time from Drain on the active manager until the stand-by is
-// writable, over 20 trials (goal: p99 under 200 ms). Two fleets run
-// trials in turn, one without and one with a trust root, so the cost of
-// trust is measured in the same run (goal: at most 1.1x).
+// writable, over 60 trials (goal: p99 under 200 ms; with 60, p99 is the
+// second slowest, not the slowest). Two fleets run trials in turn, one
+// without and one with a trust root, so the cost of trust is measured in
+// the same run (goal: at most 1.1x).
 func BenchmarkHandOver(b *testing.B) {
-	trials := 20
+	trials := 60
 	ca, err := trust.NewCA("carbon.test")
 	if err != nil {
 		b.Fatal(err)
@@ -104,6 +105,24 @@ func BenchmarkHandOver(b *testing.B) {
 				cancel()
 				old.Ready(context.Background())
 				waitFor(b, 10*time.Second, "the drained manager serving again", converged(f.live(), 10))
+				// The next trial starts from a settled domain: with a trust
+				// root, every node has checked the signed claim the new
+				// stand-by makes ahead (as in a domain whose hand-overs are
+				// not milliseconds apart).
+				waitFor(b, 10*time.Second, "the new stand-by's signed claim checked by all", func() bool {
+					if old.ver == nil {
+						return true
+					}
+					old.mu.Lock()
+					value := old.signed.value
+					old.mu.Unlock()
+					for _, n := range f.live() {
+						if m, ok := n.View().Member(old.Name()); n != old && (!ok || value == "" || m.claimSig != value) {
+							return false
+						}
+					}
+					return true
+				})
 			}
 		}
 	}
