@@ -13,7 +13,9 @@
 //
 // # What it needs
 //
-// Root and the `ip` command of iproute2 ([Require] says which is missing).
+// Linux, root and the `ip` command of iproute2 ([Require] says which is
+// missing). On other systems the package is empty, so that a module that
+// holds it still builds there.
 // Nothing else: partitions and one-way cuts are blackhole routes inside the
 // hosts' namespaces, an isolated host has its bridge port set down, so
 // neither netem nor nftables is needed. Addresses (10.77.0.0/24) exist only
