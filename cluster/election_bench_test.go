@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/carbonkit/carbon/internal/trusttest"
 	"github.com/carbonkit/carbon/role"
 	"github.com/carbonkit/carbon/trust"
 )
@@ -28,17 +29,11 @@ func electionFleet(b *testing.B, ca *trust.CA) *fleet {
 			return nil
 		}
 		return func(c *Config) {
-			id := trust.Identity{Domain: c.Domain, SubDomain: SubDomainWorker, Role: trust.RoleWorker, Name: name}
+			sub, tr := SubDomainWorker, trust.RoleWorker
 			if r == role.Manager {
-				id.SubDomain, id.Role = SubDomainManager, trust.RoleManager
+				sub, tr = SubDomainManager, trust.RoleManager
 			}
-			is, err := ca.Issue(id)
-			if err != nil {
-				b.Fatal(err)
-			}
-			if c.Trust, err = trust.SourceOf(ca, is); err != nil {
-				b.Fatal(err)
-			}
+			c.Trust = trusttest.Member(b, ca, sub, tr, name)
 		}
 	}
 	f.add("m1", role.Manager, mod("m1", role.Manager))
@@ -78,10 +73,7 @@ func other(name string) string {
 // the same run (goal: at most 1.1x).
 func BenchmarkHandOver(b *testing.B) {
 	trials := 60
-	ca, err := trust.NewCA("carbon.test")
-	if err != nil {
-		b.Fatal(err)
-	}
+	ca := trusttest.CA(b, "carbon.test")
 	fleets := []*fleet{electionFleet(b, nil), electionFleet(b, ca)}
 	ds := make([][]time.Duration, 2)
 	for range b.N {
@@ -150,10 +142,7 @@ func reportPair(b *testing.B, prefix string, off, on []time.Duration) {
 // trust at most 1.1x).
 func BenchmarkFailover(b *testing.B) {
 	trials := 20
-	ca, err := trust.NewCA("carbon.test")
-	if err != nil {
-		b.Fatal(err)
-	}
+	ca := trusttest.CA(b, "carbon.test")
 	fleets := []*fleet{electionFleet(b, nil), electionFleet(b, ca)}
 	detect, failover := make([][]time.Duration, 2), make([][]time.Duration, 2)
 	for range b.N {

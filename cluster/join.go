@@ -2,7 +2,9 @@ package cluster
 
 import (
 	"context"
+	"encoding/base64"
 	"fmt"
+	"maps"
 	"net"
 	"strings"
 	"time"
@@ -16,6 +18,7 @@ import (
 	"github.com/carbonkit/carbon/internal/logbridge"
 	"github.com/carbonkit/carbon/internal/tags"
 	"github.com/carbonkit/carbon/role"
+	"github.com/carbonkit/carbon/trust"
 )
 
 // Join starts a Node in cfg.Domain and joins the seeds. It validates cfg
@@ -155,14 +158,7 @@ func (n *Node) start(ctx context.Context) error {
 		n.state = Starting
 	}
 	t := n.tagsLocked()
-	size := tags.Size(t)
-	if cfg.Role == role.Manager && !cfg.Observer {
-		// Room for the claim and, with trust, its signature, added later.
-		size += 2 + 13
-		if cfg.Trust != nil {
-			size += 2 + 96
-		}
-	}
+	size := tags.Size(withClaimRoom(t, cfg))
 	if size > tags.MaxSize {
 		return fmt.Errorf("%w: Endpoints and Properties encode to %d bytes with the other tags, over memberlist's %d-byte limit (endpoints %d bytes, properties %d bytes); carry big data in a cluster message or an endpoint",
 			ErrTagsTooLarge, size, tags.MaxSize, len(t[tags.KeyEndpoints]), len(t[tags.KeyProps]))
@@ -232,4 +228,22 @@ func isKeyError(err error) bool {
 	return strings.Contains(s, "no installed keys could decrypt") ||
 		strings.Contains(s, "encryption is not configured") ||
 		strings.Contains(s, "remote state is not encrypted")
+}
+
+// withClaimRoom returns t with the largest claim tags a manager adds later:
+// the epoch and, with trust, the signed claim (an ECDSA P-256 signature
+// is up to 72 bytes, ed25519's 64) and its secret, so that Join refuses
+// Endpoints and Properties that would leave no room for them.
+func withClaimRoom(t map[string]string, cfg *Config) map[string]string {
+	if cfg.Role != role.Manager || cfg.Observer {
+		return t
+	}
+	t = maps.Clone(t)
+	top := uint64(MaxEpochRound)<<epochDiscBits | (1<<epochDiscBits - 1)
+	t[tags.KeyClaim] = tags.EncodeEpoch(top)
+	if cfg.Trust != nil {
+		t[tags.KeyClaimSig] = tags.EncodeSignedClaim(top, make([]byte, trust.SealSize), make([]byte, 72))
+		t[tags.KeyClaimKey] = base64.RawStdEncoding.EncodeToString(make([]byte, trust.SecretSize))
+	}
+	return t
 }

@@ -3,6 +3,8 @@ package cluster
 import (
 	"context"
 	"encoding/base64"
+	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -143,4 +145,41 @@ func TestHandOverSignsAndChecksNothing(t *testing.T) {
 		e, _, _, err := tags.DecodeSignedClaim(m1.serf.LocalMember().Tags[tags.KeyClaimSig])
 		return err == nil && e == want && m1.serf.LocalMember().Tags[tags.KeyClaimKey] == ""
 	})
+}
+
+// TestClaimTagsFitAtTheLimit: Join leaves room for the claim tags a
+// trusted manager adds later. With the largest Properties Join accepts,
+// the manager still claims and gossips its claim, signed claim and secret
+// within memberlist's 512 bytes; one byte more is refused at Join.
+func TestClaimTagsFitAtTheLimit(t *testing.T) {
+	d := newTrusted(t, "room.test")
+	cfg := func(size int) Config {
+		c := d.config("m1", role.Manager)
+		c.Properties = map[string]string{"blob": strings.Repeat("x", size)}
+		return c
+	}
+	lo, hi := 0, tags.MaxSize // Join accepts lo, refuses hi
+	for hi-lo > 1 {
+		mid := (lo + hi) / 2
+		n, err := Join(context.Background(), cfg(mid))
+		if err == nil {
+			n.Close()
+			lo = mid
+		} else if errors.Is(err, ErrTagsTooLarge) {
+			hi = mid
+		} else {
+			t.Fatal(err)
+		}
+	}
+	m1 := start(t, cfg(lo))
+	waitFor(t, 10*time.Second, "m1 gossiping its claim, signed claim and secret", func() bool {
+		lt := m1.serf.LocalMember().Tags
+		return m1.Writable() && lt[tags.KeyClaim] != "" && lt[tags.KeyClaimSig] != "" && lt[tags.KeyClaimKey] != ""
+	})
+	if size := tags.Size(m1.serf.LocalMember().Tags); size > tags.MaxSize {
+		t.Fatalf("tags are %d bytes, over %d", size, tags.MaxSize)
+	}
+	if lo < 200 {
+		t.Fatalf("Join refuses %d bytes of properties on a trusted manager: the reserve is too large", lo+1)
+	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/carbonkit/carbon/internal/tags"
+	"github.com/carbonkit/carbon/internal/trusttest"
 	"github.com/carbonkit/carbon/role"
 	"github.com/carbonkit/carbon/trust"
 )
@@ -31,24 +32,12 @@ type trusted struct {
 }
 
 func newTrusted(t *testing.T, domain string) *trusted {
-	ca, err := trust.NewCA(domain)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &trusted{t: t, domain: domain, ca: ca}
+	return &trusted{t: t, domain: domain, ca: trusttest.CA(t, domain)}
 }
 
 func (d *trusted) source(id trust.Identity, opts ...trust.IssueOption) *trust.Source {
 	d.t.Helper()
-	is, err := d.ca.Issue(id, opts...)
-	if err != nil {
-		d.t.Fatal(err)
-	}
-	src, err := trust.SourceOf(d.ca, is)
-	if err != nil {
-		d.t.Fatal(err)
-	}
-	return src
+	return trusttest.Source(d.t, d.ca, id, opts...)
 }
 
 func (d *trusted) config(name string, r role.Role, seeds ...string) Config {
