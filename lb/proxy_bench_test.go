@@ -10,6 +10,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/carbonkit/carbon/internal/testpb"
 )
@@ -137,3 +138,32 @@ func benchProxy(b *testing.B, direct, proxied testpb.GuardClient) {
 }
 
 var _ grpc.ClientConnInterface = (*grpc.ClientConn)(nil)
+
+// BenchmarkProxyFloor measures the cheapest extra hop there can be on
+// bufconn: a byte pipe that copies each connection's bytes to the upstream
+// and back (io.Copy both ways), parsing nothing and routing nothing. Any
+// proxy that routes per call must read at least its HTTP/2 frames, so its
+// x_direct cannot be below this one's (docs/PERFORMANCE.md, "proxy",
+// compares the two).
+func BenchmarkProxyFloor(b *testing.B) {
+	u := startUpstream(b, "worker", nil)
+	direct := testpb.NewGuardClient(dialBufconn(b, u.lis))
+	lis := bufconn.Listen(1 << 20)
+	go func() {
+		for {
+			c, err := lis.Accept()
+			if err != nil {
+				return
+			}
+			up, err := u.lis.Dial()
+			if err != nil {
+				c.Close()
+				return
+			}
+			go func() { _, _ = io.Copy(up, c); up.Close() }()
+			go func() { _, _ = io.Copy(c, up); c.Close() }()
+		}
+	}()
+	b.Cleanup(func() { lis.Close() })
+	benchProxy(b, direct, testpb.NewGuardClient(dialBufconn(b, lis)))
+}
