@@ -31,8 +31,9 @@
 // revision signature, and neither as anything else a key signs.
 //
 // A [Source] holds a node's material: loaded from PEM files and reloaded
-// when they change ([LoadFiles], [Source.Watch]), or built in memory
-// ([NewSource]). It implements go-spiffe's x509svid.Source and
+// when they change ([LoadFiles], [Source.Watch]), fed by a SPIFFE
+// Workload API such as a SPIRE agent's and following its rotations
+// ([FromWorkloadAPI]), or built in memory ([NewSource]). It implements go-spiffe's x509svid.Source and
 // x509bundle.Source, so go-spiffe's tlsconfig works with it. [NewCA] is a
 // small CA for tests and first deployments; in production, issue the same
 // certificates from an existing CA (cert-manager, Vault, step-ca): a leaf

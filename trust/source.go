@@ -30,6 +30,7 @@ type Source struct {
 	raw   [3][]byte // what the files held at the last load attempt
 	gen   atomic.Uint64
 	now   func() time.Time
+	close func() error // stops a Workload API source; nil for the others
 }
 
 type material struct {

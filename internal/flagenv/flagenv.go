@@ -1,6 +1,7 @@
 package flagenv
 
 import (
+	"context"
 	"encoding/base64"
 	"errors"
 	"flag"
@@ -10,6 +11,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/carbonkit/carbon/cluster"
 	"github.com/carbonkit/carbon/trust"
@@ -64,10 +66,11 @@ func SplitList(s string) []string {
 
 // Gossip holds the flags that join a domain: -domain, -name, -bind,
 // -advertise, -seeds, -key, -profile, -log, and the trust root's -ca,
-// -cert and -cert-key.
+// -cert and -cert-key, or -spiffe-socket.
 type Gossip struct {
 	Domain, Name, Bind, Advertise, Seeds, Key, Profile, LogLevel string
 	CA, Cert, CertKey                                            string
+	SpiffeSocket                                                 string
 }
 
 // GossipDefaults are the defaults that differ between programs.
@@ -107,6 +110,7 @@ func DefineGossip(fs *flag.FlagSet, d GossipDefaults) *Gossip {
 	fs.StringVar(&g.CA, "ca", Env("ca", ""), "PEM file of the CA certificates the domain trusts; with -cert and -key turns the trust root on ($CARBON_CA)")
 	fs.StringVar(&g.Cert, "cert", Env("cert", ""), "PEM file of this node's certificate chain, URI SAN spiffe://<domain>/<sub-domain>/<role>/<name> ($CARBON_CERT)")
 	fs.StringVar(&g.CertKey, "cert-key", Env("cert-key", ""), "PEM file of the certificate's private key ($CARBON_CERT_KEY)")
+	fs.StringVar(&g.SpiffeSocket, "spiffe-socket", Env("spiffe-socket", ""), "SPIFFE Workload API address (a SPIRE agent's, unix:///run/spire/sockets/agent.sock) to take the trust root and certificate from, instead of -ca, -cert and -cert-key ($CARBON_SPIFFE_SOCKET)")
 	return g
 }
 
@@ -140,6 +144,17 @@ func (g *Gossip) Config() (cluster.Config, error) {
 		}
 	}
 	switch set := b2i(g.CA != "") + b2i(g.Cert != "") + b2i(g.CertKey != ""); {
+	case g.SpiffeSocket != "" && set > 0:
+		return cluster.Config{}, errors.New("-spiffe-socket and -ca/-cert/-cert-key are two sources of the trust root: give one")
+	case g.SpiffeSocket != "":
+		// The first certificate must come within a minute; later updates
+		// that fail the checks leave the last good one, which the node
+		// logs once it expires.
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if cfg.Trust, err = trust.FromWorkloadAPI(ctx, g.SpiffeSocket, nil); err != nil {
+			return cluster.Config{}, fmt.Errorf("-spiffe-socket: %w", err)
+		}
 	case set == 3:
 		if cfg.Trust, err = trust.LoadFiles(g.CA, g.Cert, g.CertKey); err != nil {
 			return cluster.Config{}, fmt.Errorf("-ca/-cert/-cert-key: %w", err)
