@@ -37,7 +37,18 @@ func TestTrustedManagerHTTPTakesNoWrites(t *testing.T) {
 		if code, _ := call(t, http.MethodGet, base+"/api/artifacts", ""); code != http.StatusOK {
 			t.Errorf("trust=%v: read answered %d, want 200", withTrust, code)
 		}
-		code, body := call(t, http.MethodPost, base+"/api/artifacts", `{"name":"a","version":"1"}`)
+		// A manager that just became active answers 503 until it has
+		// caught up with its peers: wait that out.
+		var code int
+		var body string
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			code, body = call(t, http.MethodPost, base+"/api/artifacts", `{"name":"a","version":"1"}`)
+			if code != http.StatusServiceUnavailable || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
 		switch {
 		case withTrust && (code != http.StatusForbidden || !strings.Contains(body, role.ReasonWriterNotAuthorized)):
 			t.Errorf("trust on: write answered %d %s, want 403 %s", code, body, role.ReasonWriterNotAuthorized)
