@@ -25,9 +25,10 @@ import (
 // signedClaim is a node's signed claim: for epoch, under the certificate
 // generation gen, with the secret that opens its seal.
 type signedClaim struct {
-	epoch, gen uint64
-	secret     string // unpadded base64, the value of tag k
-	value      string // the value of tag c
+	epoch, gen   uint64
+	secret, seal []byte
+	key          string // the secret in unpadded base64: the value of tag k
+	value        string // the value of tag c
 }
 
 // claimsWithTrust reports whether this node signs claims: a manager in
@@ -71,27 +72,25 @@ func (n *Node) signedClaimTagsLocked(t map[string]string) {
 	gen := n.cfg.Trust.Generation()
 	s := &n.signed
 	if s.epoch != e || s.gen != gen || s.value == "" {
-		var secret []byte
-		if s.epoch == e && s.secret != "" {
-			secret, _ = base64.RawStdEncoding.DecodeString(s.secret)
-		} else {
+		secret, seal := s.secret, s.seal
+		if s.epoch != e || secret == nil {
 			var err error
-			if secret, _, err = trust.NewClaimSecret(); err != nil {
+			if secret, seal, err = trust.NewClaimSecret(); err != nil {
 				n.log.Error("trust: cannot make a claim secret", "err", err)
 				return
 			}
 		}
-		seal := trust.Seal(secret)
 		sig, err := trust.SignClaim(n.cfg.Trust, n.cfg.Domain, n.cfg.SubDomain, n.cfg.NodeName, e, seal)
 		if err != nil {
 			n.log.Error("trust: cannot sign the claim", "epoch", e, "err", err)
 			return
 		}
-		*s = signedClaim{epoch: e, gen: gen, secret: base64.RawStdEncoding.EncodeToString(secret), value: tags.EncodeSignedClaim(e, seal, sig)}
+		*s = signedClaim{epoch: e, gen: gen, secret: secret, seal: seal,
+			key: base64.RawStdEncoding.EncodeToString(secret), value: tags.EncodeSignedClaim(e, seal, sig)}
 	}
 	t[tags.KeyClaimSig] = s.value
 	if n.claim != 0 {
-		t[tags.KeyClaimKey] = s.secret
+		t[tags.KeyClaimKey] = s.key
 	}
 }
 

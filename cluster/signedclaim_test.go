@@ -59,7 +59,7 @@ func TestPreSignedClaimIsNoClaim(t *testing.T) {
 		t.Fatalf("m2 is a stand-by but its tags claim %d, secret %q", pre.rawClaim, pre.claimKey)
 	}
 	m2.mu.Lock()
-	epoch, secret := m2.signed.epoch, m2.signed.secret
+	epoch, secret := m2.signed.epoch, m2.signed.key
 	m2.mu.Unlock()
 	activeSecret := m1.serf.LocalMember().Tags[tags.KeyClaimKey]
 	if activeSecret == "" {

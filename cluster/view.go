@@ -62,7 +62,8 @@ func (n *Node) recompute(mayClaim bool) time.Duration {
 			mayClaim = false // a verdict will kick the loop
 		}
 		claim := decideClaim(list, &self, n.cfg.Quorum, n.ls.maxSeen[self.SubDomain], mayClaim)
-		if claim != self.Claim {
+		changed := claim != self.Claim
+		if changed {
 			n.log.Info("election", "subdomain", self.SubDomain, "claim", claim, "previous", self.Claim)
 			n.obs.election(self.SubDomain, self.Claim, claim)
 			if claim != 0 && claim <= n.ls.maxSeen[self.SubDomain] {
@@ -76,14 +77,10 @@ func (n *Node) recompute(mayClaim bool) time.Duration {
 			if claim != 0 && n.lease != nil {
 				n.lease.poke()
 			}
-			n.setNextLocked(n.ls.maxSeen[self.SubDomain])
-			select {
-			case n.tagCh <- struct{}{}:
-			default:
-			}
-		} else if n.setNextLocked(n.ls.maxSeen[self.SubDomain]) {
-			// A stand-by signs the claim it would make next ahead of it
-			// (signedclaim.go).
+		}
+		// A stand-by signs the claim it would make next ahead of it
+		// (signedclaim.go), so a new highest epoch changes its tags too.
+		if next := n.setNextLocked(n.ls.maxSeen[self.SubDomain]); next || changed {
 			select {
 			case n.tagCh <- struct{}{}:
 			default:
