@@ -3,7 +3,9 @@ package trust_test
 import (
 	"context"
 	"fmt"
+	"log"
 	"net"
+	"time"
 
 	"github.com/carbonkit/carbon/trust"
 )
@@ -33,4 +35,20 @@ func ExampleNewCA() {
 	// Output:
 	// spiffe://demo/mgt/manager/m1 <nil>
 	// <nil> true
+}
+
+// A node takes its certificate and CA bundle from a SPIRE agent's Workload
+// API and follows its rotations; onErr hears of updates that were refused.
+// (Not run here: it needs an agent listening on the socket.)
+func ExampleFromWorkloadAPI() {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	src, err := trust.FromWorkloadAPI(ctx, "unix:///run/spire/sockets/agent.sock", func(err error) {
+		log.Print(err) // the Source keeps its last good certificate
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer src.Close()
+	fmt.Println(src.Identity()) // e.g. spiffe://shop/mgt/manager/m1; pass src as cluster.Config.Trust
 }
