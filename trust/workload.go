@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/workloadapi"
@@ -37,17 +36,15 @@ func FromWorkloadAPI(ctx context.Context, addr string, onErr func(error)) (*Sour
 	}
 	s.mat = m
 	s.gen.Store(1)
-	done := make(chan struct{})
-	var once sync.Once
+	follow, stop := context.WithCancel(context.Background())
 	s.close = func() error {
-		err := ws.Close()
-		once.Do(func() { close(done) })
-		return err
+		stop()
+		return ws.Close()
 	}
 	go func() {
 		for {
 			select {
-			case <-done:
+			case <-follow.Done():
 				return
 			case <-ws.Updated():
 			}
